@@ -1,0 +1,80 @@
+"""heapscope: Python's tracemalloc, traced by a C++ core.
+
+A drop-in for the standard module: ``import heapscope as tracemalloc``, or
+call ``heapscope.install()`` so that code importing ``tracemalloc`` gets
+heapscope. The functions below keep the standard module's names, arguments,
+results and error messages; the tracing itself happens in ``_heapscope``.
+"""
+
+import linecache  # noqa: F401  (Traceback.format reads source through heapscope.linecache)
+import sys
+
+from . import _heapscope
+from ._heapscope import (
+    _get_object_traceback,
+    _get_traces,
+    clear_traces,
+    get_traceback_limit,
+    get_traced_memory,
+    get_tracemalloc_memory,
+    is_tracing,
+    reset_peak,
+    stop,
+)
+from ._filters import BaseFilter, DomainFilter, Filter, _normalize_filename
+from ._frames import Frame, Trace, Traceback, _format_size, _Traces
+from ._snapshot import Snapshot, Statistic, StatisticDiff, _compare_grouped_stats
+
+__version__ = "0.1.0"
+
+
+def start(*args, **kwargs):
+    """Start tracing Python memory allocations, storing at most ``nframe``
+    frames per traceback (1 by default).
+
+    Positional-only, like the standard module's ``start(nframe=1, /)``.
+    """
+    if kwargs:
+        raise TypeError("heapscope.start() takes no keyword arguments")
+    if len(args) > 1:
+        raise TypeError(f"start expected at most 1 argument, got {len(args)}")
+    _heapscope.start(args[0] if args else 1)
+
+
+def get_object_traceback(obj):
+    """The Traceback where ``obj`` was allocated, or None when it is untraced."""
+    frames = _get_object_traceback(obj)
+    if frames is None:
+        return None
+    return Traceback(frames)
+
+
+def take_snapshot():
+    """A Snapshot of the traces of the memory blocks allocated by Python."""
+    # Looked up as module globals on purpose: code that patches
+    # is_tracing, get_traceback_limit or _get_traces changes the snapshot.
+    module = sys.modules[__name__]
+    if not module.is_tracing():
+        raise RuntimeError(
+            "the tracemalloc module must be tracing memory allocations to take a snapshot"
+        )
+    traces = module._get_traces()
+    traceback_limit = module.get_traceback_limit()
+    return Snapshot(traces, traceback_limit)
+
+
+def install():
+    """Make ``import tracemalloc`` resolve to heapscope from now on.
+
+    Modules that imported the standard module before this call keep it.
+    Returns the module that ``tracemalloc`` named before, or None.
+    """
+    previous = sys.modules.get("tracemalloc")
+    sys.modules["tracemalloc"] = sys.modules[__name__]
+    return previous if previous is not sys.modules[__name__] else None
+
+
+def dropped_traces():
+    """How many blocks went untraced because the tracer ran out of memory
+    for its tables (the standard module aborts the process instead)."""
+    return _heapscope._dropped_traces()

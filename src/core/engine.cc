@@ -1,0 +1,180 @@
+#include "engine.h"
+
+#include <algorithm>
+#include <array>
+#include <new>
+
+namespace heapscope::core {
+
+namespace {
+constexpr std::string_view kUnknownFilename = "<unknown>";
+}
+
+TracebackView FrozenTraces::traceback(std::uint32_t id) const noexcept {
+  auto words = tracebacks.get(id);
+  return TracebackView{words[0], words.subspan(1)};
+}
+
+Engine::Engine() = default;
+
+std::uint32_t Engine::intern_filename_unlocked(std::string_view utf8) noexcept {
+  if (auto it = filename_ids_.find(utf8); it != filename_ids_.end()) return it->second;
+  try {
+    const auto id = static_cast<std::uint32_t>(filenames_.size());
+    filenames_.emplace_back(utf8);
+    try {
+      filename_ids_.emplace(filenames_.back(), id);
+    } catch (const std::bad_alloc&) {
+      filenames_.pop_back();
+      return kNoId;
+    }
+    return id;
+  } catch (const std::bad_alloc&) {
+    return kNoId;
+  }
+}
+
+std::uint32_t Engine::intern_frame_unlocked(std::uint32_t filename, int lineno) noexcept {
+  const std::array<std::uint32_t, 2> words{filename, static_cast<std::uint32_t>(lineno)};
+  return frames_.intern(words);
+}
+
+std::uint32_t Engine::intern_traceback_unlocked(std::uint32_t total_nframe,
+                                                std::span<const std::uint32_t> frames) noexcept {
+  // Tracebacks are short (nframe <= 65535, usually 1..25): build the key on
+  // the stack when it fits, to keep the hot path free of allocation.
+  constexpr std::size_t kInline = 64;
+  std::array<std::uint32_t, kInline + 1> small;
+  std::vector<std::uint32_t> large;
+  std::uint32_t* key = small.data();
+  if (frames.size() > kInline) {
+    try {
+      large.resize(frames.size() + 1);
+    } catch (const std::bad_alloc&) {
+      return kNoId;
+    }
+    key = large.data();
+  }
+  key[0] = std::min(total_nframe, kMaxTotalFrames);
+  std::copy(frames.begin(), frames.end(), key + 1);
+  return tracebacks_.intern({key, frames.size() + 1});
+}
+
+std::uint32_t Engine::unknown_traceback_unlocked() noexcept {
+  if (unknown_traceback_ != kNoId) return unknown_traceback_;
+  const std::uint32_t filename = intern_filename_unlocked(kUnknownFilename);
+  if (filename == kNoId) return kNoId;
+  const std::uint32_t frame = intern_frame_unlocked(filename, 0);
+  if (frame == kNoId) return kNoId;
+  unknown_traceback_ = intern_traceback_unlocked(1, {&frame, 1});
+  return unknown_traceback_;
+}
+
+void Engine::add_trace_unlocked(std::uintptr_t address, std::size_t size,
+                                std::uint32_t traceback) noexcept {
+  if (traceback == kNoId) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  // A block re-traced at the same address (realloc in place) replaces its
+  // old trace, so its old size leaves the total first.
+  TraceRecord old;
+  if (traces_.erase(address, &old)) memory_.current -= old.size;
+  if (!traces_.insert(address, size, traceback)) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  memory_.current += size;
+  memory_.peak = std::max(memory_.peak, memory_.current);
+}
+
+void Engine::remove_trace_unlocked(std::uintptr_t address) noexcept {
+  TraceRecord removed;
+  if (traces_.erase(address, &removed)) memory_.current -= removed.size;
+}
+
+bool Engine::take_trace(std::uintptr_t address, TraceRecord* taken) noexcept {
+  std::lock_guard lock(mutex_);
+  if (!traces_.erase(address, taken)) return false;
+  memory_.current -= taken->size;
+  return true;
+}
+
+void Engine::restore_trace(const TraceRecord& trace) noexcept {
+  std::lock_guard lock(mutex_);
+  if (tracing()) add_trace_unlocked(trace.address, trace.size, trace.traceback);
+}
+
+void Engine::remove_trace(std::uintptr_t address) noexcept {
+  std::lock_guard lock(mutex_);
+  remove_trace_unlocked(address);
+}
+
+bool Engine::traceback_of(std::uintptr_t address, std::vector<std::uint32_t>* frames_out,
+                          std::uint32_t* total_out) const {
+  std::lock_guard lock(mutex_);
+  TraceRecord record;
+  if (!traces_.find(address, &record)) return false;
+  auto words = tracebacks_.get(record.traceback);
+  *total_out = words[0];
+  frames_out->assign(words.begin() + 1, words.end());
+  return true;
+}
+
+std::string Engine::filename_of_frame_unlocked(std::uint32_t frame_id, int* lineno) const {
+  auto words = frames_.get(frame_id);
+  *lineno = static_cast<int>(words[1]);
+  return filenames_[words[0]];
+}
+
+FrozenTraces Engine::take_snapshot() const {
+  FrozenTraces frozen;
+  std::lock_guard lock(mutex_);
+  frozen.traces.reserve(traces_.size());
+  traces_.for_each([&](const TraceRecord& r) {
+    frozen.traces.push_back(FrozenTraces::Trace{0, r.traceback, r.size});
+  });
+  frozen.frames = frames_;
+  frozen.tracebacks = tracebacks_;
+  frozen.filenames.assign(filenames_.begin(), filenames_.end());
+  return frozen;
+}
+
+MemoryCounters Engine::memory() const noexcept {
+  std::lock_guard lock(mutex_);
+  return memory_;
+}
+
+void Engine::reset_peak() noexcept {
+  std::lock_guard lock(mutex_);
+  memory_.peak = memory_.current;
+}
+
+void Engine::clear_unlocked() noexcept {
+  traces_.clear();
+  frames_.clear();
+  tracebacks_.clear();
+  filename_ids_.clear();
+  filenames_.clear();
+  memory_ = MemoryCounters{};
+  unknown_traceback_ = kNoId;
+  dropped_.store(0, std::memory_order_relaxed);
+}
+
+std::size_t Engine::memory_bytes() const noexcept {
+  std::lock_guard lock(mutex_);
+  std::size_t bytes = sizeof(*this) + traces_.memory_bytes() + frames_.memory_bytes() +
+                      tracebacks_.memory_bytes();
+  for (const std::string& name : filenames_) bytes += sizeof(std::string) + name.capacity();
+  // Each map node holds a view and an id plus the bucket pointer.
+  bytes += filename_ids_.size() * (sizeof(std::string_view) + sizeof(std::uint32_t) + 2 * sizeof(void*));
+  bytes += filename_ids_.bucket_count() * sizeof(void*);
+  return bytes;
+}
+
+std::size_t Engine::trace_count() const noexcept {
+  std::lock_guard lock(mutex_);
+  return traces_.size();
+}
+
+}  // namespace heapscope::core

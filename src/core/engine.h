@@ -1,0 +1,116 @@
+// The tracing engine: every table the tracer keeps, and the lock that guards them.
+//
+// The CPython layer drives it from its allocator hooks. One lock (`mutex()`)
+// guards all state below except the atomics; methods whose name ends in
+// `_unlocked` expect the caller to hold it, the others take it themselves.
+// The engine allocates only with the C++ allocator (libc malloc), never
+// through Python's allocators, so it can run inside Python's allocator hooks.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "sequence_interner.h"
+#include "trace_table.h"
+
+namespace heapscope::core {
+
+inline constexpr std::uint32_t kNoId = SequenceInterner::kNoId;
+inline constexpr std::uint32_t kMaxTotalFrames = UINT16_MAX;  // as CPython caps total_nframe
+
+// A traceback as plain data: frame ids most recent first, and the real depth.
+struct TracebackView {
+  std::uint32_t total_nframe;
+  std::span<const std::uint32_t> frames;
+};
+
+// What `take_snapshot` copies out: the live traces and the tables their ids
+// point into, frozen, so analysis runs without the lock.
+struct FrozenTraces {
+  struct Trace {
+    std::uint32_t domain;
+    std::uint32_t traceback;
+    std::size_t size;
+  };
+  std::vector<Trace> traces;
+  SequenceInterner frames;      // (filename id, line)
+  SequenceInterner tracebacks;  // (total_nframe, frame ids most recent first...)
+  std::vector<std::string> filenames;
+
+  TracebackView traceback(std::uint32_t id) const noexcept;
+};
+
+struct MemoryCounters {
+  std::size_t current = 0;
+  std::size_t peak = 0;
+};
+
+class Engine {
+ public:
+  Engine();
+
+  std::mutex& mutex() noexcept { return mutex_; }
+
+  // Whether hooks should record; read without the lock on the fast path and
+  // confirmed under it before anything is inserted.
+  bool tracing() const noexcept { return tracing_.load(std::memory_order_acquire); }
+  void set_tracing_unlocked(bool on) noexcept { tracing_.store(on, std::memory_order_release); }
+
+  // Interning. Each returns kNoId when memory ran out.
+  std::uint32_t intern_filename_unlocked(std::string_view utf8) noexcept;
+  std::uint32_t intern_frame_unlocked(std::uint32_t filename, int lineno) noexcept;
+  std::uint32_t intern_traceback_unlocked(std::uint32_t total_nframe,
+                                          std::span<const std::uint32_t> frames) noexcept;
+  // The traceback of a thread with no Python frame: ("<unknown>", 0).
+  std::uint32_t unknown_traceback_unlocked() noexcept;
+
+  // Records a block (replacing any trace at the same address). A block that
+  // cannot be recorded for lack of memory is counted in `dropped_traces`.
+  void add_trace_unlocked(std::uintptr_t address, std::size_t size,
+                          std::uint32_t traceback) noexcept;
+  void remove_trace_unlocked(std::uintptr_t address) noexcept;
+  void remove_trace(std::uintptr_t address) noexcept;
+  // Removes a trace and hands it back, so a failed realloc can restore it.
+  bool take_trace(std::uintptr_t address, TraceRecord* taken) noexcept;
+  void restore_trace(const TraceRecord& trace) noexcept;
+
+  // The traceback of a traced block, copied out; false when untraced.
+  bool traceback_of(std::uintptr_t address, std::vector<std::uint32_t>* frames_out,
+                    std::uint32_t* total_out) const;
+  std::string filename_of_frame_unlocked(std::uint32_t frame_id, int* lineno) const;
+
+  FrozenTraces take_snapshot() const;
+
+  MemoryCounters memory() const noexcept;
+  void reset_peak() noexcept;
+  // Drops traces and interned tables; keeps tracing on or off as it was.
+  void clear_unlocked() noexcept;
+
+  std::size_t memory_bytes() const noexcept;
+  std::size_t dropped_traces() const noexcept { return dropped_.load(std::memory_order_relaxed); }
+  std::size_t trace_count() const noexcept;
+
+ private:
+  mutable std::mutex mutex_;
+  std::atomic<bool> tracing_{false};
+  std::atomic<std::size_t> dropped_{0};
+
+  // guarded by mutex_
+  TraceTable traces_;
+  SequenceInterner frames_;
+  SequenceInterner tracebacks_;
+  std::deque<std::string> filenames_;  // a deque: the views below must not move
+  std::unordered_map<std::string_view, std::uint32_t> filename_ids_;
+  MemoryCounters memory_;
+  std::uint32_t unknown_traceback_ = kNoId;
+};
+
+}  // namespace heapscope::core

@@ -1,0 +1,80 @@
+#include "sequence_interner.h"
+
+#include <algorithm>
+#include <new>
+
+namespace heapscope::core {
+
+std::uint32_t SequenceInterner::hash_of(std::span<const std::uint32_t> words) noexcept {
+  // FNV-1a over words, then a final avalanche so the low bits used as the
+  // index depend on every word.
+  std::uint64_t h = 0xcbf29ce484222325ULL ^ words.size();
+  for (std::uint32_t w : words) h = (h ^ w) * 0x100000001b3ULL;
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  return static_cast<std::uint32_t>(h);
+}
+
+bool SequenceInterner::equal(const Entry& e, std::span<const std::uint32_t> words) const noexcept {
+  return e.length == words.size() &&
+         std::equal(words.begin(), words.end(), words_.begin() + static_cast<std::ptrdiff_t>(e.offset));
+}
+
+bool SequenceInterner::grow_index() noexcept {
+  const std::size_t capacity = index_.empty() ? 256 : index_.size() * 2;
+  try {
+    std::vector<std::uint32_t> fresh(capacity, kNoId);
+    const std::size_t mask = capacity - 1;
+    for (std::uint32_t id = 0; id < entries_.size(); ++id) {
+      std::size_t i = entries_[id].hash & mask;
+      while (fresh[i] != kNoId) i = (i + 1) & mask;
+      fresh[i] = id;
+    }
+    index_.swap(fresh);
+    return true;
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+}
+
+std::uint32_t SequenceInterner::intern(std::span<const std::uint32_t> words) noexcept {
+  if ((entries_.size() + 1) * 2 > index_.size() && !grow_index()) return kNoId;
+  const std::uint32_t hash = hash_of(words);
+  const std::size_t mask = index_.size() - 1;
+  std::size_t i = hash & mask;
+  while (index_[i] != kNoId) {
+    const Entry& e = entries_[index_[i]];
+    if (e.hash == hash && equal(e, words)) return index_[i];
+    i = (i + 1) & mask;
+  }
+  if (entries_.size() >= kNoId - 1) return kNoId;
+  try {
+    const auto id = static_cast<std::uint32_t>(entries_.size());
+    entries_.push_back(Entry{words_.size(), static_cast<std::uint32_t>(words.size()), hash});
+    try {
+      words_.insert(words_.end(), words.begin(), words.end());
+    } catch (const std::bad_alloc&) {
+      entries_.pop_back();
+      return kNoId;
+    }
+    index_[i] = id;
+    return id;
+  } catch (const std::bad_alloc&) {
+    return kNoId;
+  }
+}
+
+void SequenceInterner::clear() noexcept {
+  // Release the memory, not just the contents: clear_traces() should give it back.
+  std::vector<std::uint32_t>().swap(words_);
+  std::vector<Entry>().swap(entries_);
+  std::vector<std::uint32_t>().swap(index_);
+}
+
+std::size_t SequenceInterner::memory_bytes() const noexcept {
+  return sizeof(*this) + words_.capacity() * sizeof(std::uint32_t) +
+         entries_.capacity() * sizeof(Entry) + index_.capacity() * sizeof(std::uint32_t);
+}
+
+}  // namespace heapscope::core

@@ -1,0 +1,22 @@
+// Python's allocator hooks for the RAW, MEM and OBJ domains.
+#pragma once
+
+namespace heapscope::cpython {
+
+// Puts our hooks on top of each domain's current allocator, unless they are
+// already there. Needs the GIL.
+void install_hooks();
+
+// Restores the allocator our hooks wrapped, in each domain where our hooks
+// are on top. Where another hook was installed over ours (CPython's own
+// tracemalloc, say), ours stay in its chain and pass calls straight through
+// while tracing is off: unhooking from the middle of a chain is impossible.
+// Needs the GIL.
+void uninstall_hooks();
+
+// Marks the calling thread as inside a hook, so allocations it makes are
+// passed through untraced (used around fork, where the tables are locked).
+void enter_untraced_region() noexcept;
+void leave_untraced_region() noexcept;
+
+}  // namespace heapscope::cpython

@@ -1,0 +1,156 @@
+// The _heapscope extension module: converts values between Python and the
+// tracer, nothing more. The public API (argument rules, classes) lives in
+// python/heapscope.
+#include <nanobind/nanobind.h>
+
+#include <climits>
+#include <string>
+#include <vector>
+
+#include "object_address.h"
+#include "tracer.h"
+
+namespace nb = nanobind;
+
+namespace heapscope::cpython {
+namespace {
+
+// The traceback limit from start()'s argument, with CPython's messages for a
+// non-integer, an out-of-range C int and an out-of-range frame count.
+int nframe_from(nb::handle value) {
+#if PY_VERSION_HEX < 0x030A0000
+  if (PyFloat_Check(value.ptr())) {
+    PyErr_SetString(PyExc_TypeError, "integer argument expected, got float");
+    throw nb::python_error();
+  }
+#endif
+  int overflow = 0;
+  const long wide = PyLong_AsLongAndOverflow(value.ptr(), &overflow);
+  if (wide == -1 && PyErr_Occurred()) throw nb::python_error();
+  if (overflow != 0 || wide > INT_MAX || wide < INT_MIN) {
+    PyErr_SetString(PyExc_OverflowError, "Python int too large to convert to C int");
+    throw nb::python_error();
+  }
+  if (wide < 1 || wide > kMaxFrames) {
+    throw nb::value_error("the number of frames must be in range [1; 65535]");
+  }
+  return static_cast<int>(wide);
+}
+
+nb::object steal_or_throw(PyObject* obj) {
+  if (obj == nullptr) throw nb::python_error();
+  return nb::steal(obj);
+}
+
+// Builds CPython's raw traceback form, ((filename, lineno), ...) most recent
+// first, memoising the str and frame tuples since many traces share them.
+class TracebackBuilder {
+ public:
+  explicit TracebackBuilder(const core::FrozenTraces& frozen)
+      : frozen_(frozen),
+        filenames_(frozen.filenames.size()),
+        frames_(frozen.frames.size()),
+        tracebacks_(frozen.tracebacks.size()) {}
+
+  nb::object traceback(std::uint32_t id) {
+    nb::object& cached = tracebacks_[id];
+    if (!cached.is_valid()) {
+      const core::TracebackView view = frozen_.traceback(id);
+      nb::object tuple = steal_or_throw(PyTuple_New(static_cast<Py_ssize_t>(view.frames.size())));
+      for (std::size_t i = 0; i < view.frames.size(); ++i) {
+        PyTuple_SET_ITEM(tuple.ptr(), static_cast<Py_ssize_t>(i), frame(view.frames[i]).release().ptr());
+      }
+      cached = std::move(tuple);
+    }
+    return cached;
+  }
+
+  std::uint32_t total_nframe(std::uint32_t id) const { return frozen_.traceback(id).total_nframe; }
+
+ private:
+  nb::object frame(std::uint32_t id) {
+    nb::object& cached = frames_[id];
+    if (!cached.is_valid()) {
+      auto words = frozen_.frames.get(id);
+      cached = steal_or_throw(Py_BuildValue("(OI)", filename(words[0]).ptr(), words[1]));
+    }
+    return cached;
+  }
+
+  nb::object filename(std::uint32_t id) {
+    nb::object& cached = filenames_[id];
+    if (!cached.is_valid()) {
+      const std::string& utf8 = frozen_.filenames[id];
+      cached = steal_or_throw(PyUnicode_DecodeUTF8(utf8.data(), static_cast<Py_ssize_t>(utf8.size()),
+                                                   "surrogatepass"));
+    }
+    return cached;
+  }
+
+  const core::FrozenTraces& frozen_;
+  std::vector<nb::object> filenames_;
+  std::vector<nb::object> frames_;
+  std::vector<nb::object> tracebacks_;
+};
+
+nb::list get_traces() {
+  nb::list result;
+  if (!is_tracing()) return result;
+  const core::FrozenTraces frozen = tracer().engine.take_snapshot();
+  TracebackBuilder builder(frozen);
+  for (const auto& trace : frozen.traces) {
+    nb::object item = steal_or_throw(Py_BuildValue(
+        "(InOI)", trace.domain, static_cast<Py_ssize_t>(trace.size),
+        builder.traceback(trace.traceback).ptr(), builder.total_nframe(trace.traceback)));
+    result.append(item);
+  }
+  return result;
+}
+
+nb::object get_object_traceback(nb::handle obj) {
+  if (!is_tracing()) return nb::none();
+  std::vector<std::uint32_t> frame_ids;
+  std::uint32_t total = 0;
+  if (!tracer().engine.traceback_of(block_address(obj.ptr()), &frame_ids, &total)) return nb::none();
+  nb::object tuple = steal_or_throw(PyTuple_New(static_cast<Py_ssize_t>(frame_ids.size())));
+  for (std::size_t i = 0; i < frame_ids.size(); ++i) {
+    std::string filename;
+    int lineno = 0;
+    {
+      std::lock_guard lock(tracer().engine.mutex());
+      filename = tracer().engine.filename_of_frame_unlocked(frame_ids[i], &lineno);
+    }
+    nb::object name = steal_or_throw(
+        PyUnicode_DecodeUTF8(filename.data(), static_cast<Py_ssize_t>(filename.size()), "surrogatepass"));
+    PyTuple_SET_ITEM(tuple.ptr(), static_cast<Py_ssize_t>(i),
+                     steal_or_throw(Py_BuildValue("(Oi)", name.ptr(), lineno)).release().ptr());
+  }
+  return tuple;
+}
+
+}  // namespace
+}  // namespace heapscope::cpython
+
+NB_MODULE(_heapscope, m) {
+  namespace hs = heapscope::cpython;
+  if (!hs::initialize()) throw nb::python_error();
+
+  m.def("start", [](nb::handle nframe) { hs::start(hs::nframe_from(nframe)); }, nb::arg("nframe"));
+  m.def("stop", &hs::stop);
+  m.def("is_tracing", &hs::is_tracing);
+  m.def("clear_traces", &hs::clear_traces);
+  m.def("get_traceback_limit", [] { return hs::tracer().max_nframe.load(); });
+  m.def("get_traced_memory", [] {
+    if (!hs::is_tracing()) return nb::make_tuple(0, 0);
+    const auto memory = hs::tracer().engine.memory();
+    return nb::make_tuple(memory.current, memory.peak);
+  });
+  m.def("reset_peak", [] {
+    if (hs::is_tracing()) hs::tracer().engine.reset_peak();
+  });
+  m.def("get_tracemalloc_memory", &hs::memory_usage);
+  m.def("_get_traces", &hs::get_traces);
+  m.def("_get_object_traceback", &hs::get_object_traceback, nb::arg("obj"));
+  m.def("_dropped_traces", [] { return hs::tracer().engine.dropped_traces(); },
+        "Blocks left untraced because the tracer's tables could not grow.");
+}

@@ -1,0 +1,101 @@
+#include "tracer.h"
+
+#include <pthread.h>
+
+#include <vector>
+
+#include "allocator_hooks.h"
+
+namespace heapscope::cpython {
+
+Tracer& tracer() noexcept {
+  static auto* instance = new Tracer();
+  return *instance;
+}
+
+namespace {
+
+// Empties the engine and the frame cache together (frame ids die with the
+// engine's tables), then drops the code references the cache owned, outside
+// the lock, since a code object's deallocation re-enters our hooks.
+void clear_tables(bool stop_tracing) {
+  Tracer& t = tracer();
+  std::vector<PyObject*> owned;
+  {
+    std::lock_guard lock(t.engine.mutex());
+    if (stop_tracing) t.engine.set_tracing_unlocked(false);
+    t.engine.clear_unlocked();
+    owned = t.resolver.clear_unlocked();
+  }
+  for (PyObject* code : owned) Py_DECREF(code);
+}
+
+// fork(): hold the tables' lock across it so the child never inherits it
+// mid-update, then release it on both sides. The forking thread passes its
+// own allocations through meanwhile, or it would wait on the lock it holds.
+void before_fork() {
+  enter_untraced_region();
+  tracer().engine.mutex().lock();
+}
+void after_fork() {
+  tracer().engine.mutex().unlock();
+  leave_untraced_region();
+}
+
+#if PY_VERSION_HEX >= 0x030C0000
+int on_code_event(PyCodeEvent event, PyCodeObject* code) {
+  if (event == PY_CODE_EVENT_DESTROY) {
+    Tracer& t = tracer();
+    std::lock_guard lock(t.engine.mutex());
+    t.resolver.forget_code_unlocked(code);
+  }
+  return 0;
+}
+#endif
+
+}  // namespace
+
+bool initialize() {
+  static bool done = false;
+  if (done) return true;
+  if (pthread_atfork(before_fork, after_fork, after_fork) != 0) {
+    PyErr_SetString(PyExc_RuntimeError, "heapscope: cannot register fork handlers");
+    return false;
+  }
+#if PY_VERSION_HEX >= 0x030C0000
+  if (PyCode_AddWatcher(on_code_event) < 0) return false;
+#endif
+  done = true;
+  return true;
+}
+
+void start(int nframe) {
+  Tracer& t = tracer();
+  if (t.engine.tracing()) return;
+  t.max_nframe.store(nframe, std::memory_order_relaxed);
+  install_hooks();
+  std::lock_guard lock(t.engine.mutex());
+  t.engine.set_tracing_unlocked(true);
+}
+
+void stop() {
+  if (!tracer().engine.tracing()) return;
+  uninstall_hooks();
+  clear_tables(/*stop_tracing=*/true);
+}
+
+void clear_traces() {
+  if (!tracer().engine.tracing()) return;
+  clear_tables(/*stop_tracing=*/false);
+}
+
+bool is_tracing() noexcept { return tracer().engine.tracing(); }
+
+std::size_t memory_usage() {
+  Tracer& t = tracer();
+  std::size_t bytes = sizeof(Tracer) + t.engine.memory_bytes();
+  std::lock_guard lock(t.engine.mutex());
+  return bytes + t.resolver.memory_bytes_unlocked();
+}
+
+}  // namespace heapscope::cpython
