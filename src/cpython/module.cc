@@ -135,7 +135,8 @@ NB_MODULE(_heapscope, m) {
   namespace hs = heapscope::cpython;
   if (!hs::initialize()) throw nb::python_error();
 
-  m.def("start", [](nb::handle nframe) { hs::start(hs::nframe_from(nframe)); }, nb::arg("nframe"));
+  m.def("start", [](nb::handle nframe) { hs::start(hs::nframe_from(nframe)); },
+        nb::arg("nframe").none());
   m.def("stop", &hs::stop);
   m.def("is_tracing", &hs::is_tracing);
   m.def("clear_traces", &hs::clear_traces);
