@@ -93,6 +93,10 @@ void Engine::remove_trace_unlocked(std::uintptr_t address) noexcept {
   if (traces_.erase(address, &removed)) memory_.current -= removed.size;
 }
 
+void Engine::retrace_unlocked(std::uintptr_t address, std::uint32_t traceback) noexcept {
+  if (traceback != kNoId) traces_.set_traceback(address, traceback);
+}
+
 bool Engine::take_trace(std::uintptr_t address, TraceRecord* taken) noexcept {
   std::lock_guard lock(mutex_);
   if (!traces_.erase(address, taken)) return false;

@@ -77,6 +77,9 @@ class Engine {
   void add_trace_unlocked(std::uintptr_t address, std::size_t size,
                           std::uint32_t traceback) noexcept;
   void remove_trace_unlocked(std::uintptr_t address) noexcept;
+  // A traced block now belongs to a new object (CPython reused it from a
+  // freelist): its trace takes the new traceback, keeping its size.
+  void retrace_unlocked(std::uintptr_t address, std::uint32_t traceback) noexcept;
   void remove_trace(std::uintptr_t address) noexcept;
   // Removes a trace and hands it back, so a failed realloc can restore it.
   bool take_trace(std::uintptr_t address, TraceRecord* taken) noexcept;

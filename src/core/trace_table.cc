@@ -7,10 +7,8 @@ namespace heapscope::core {
 namespace {
 
 constexpr std::size_t kInitialCapacity = 1024;
-// Addresses are at least 8-byte aligned; blocks inside one 64 KiB region keep
-// their order in the table (4096 consecutive 16-byte steps).
+// Blocks are at least 16-byte aligned on 64-bit CPython: the low bits carry nothing.
 constexpr unsigned kAlignBits = 4;
-constexpr unsigned kRegionBits = 16;
 
 std::uint64_t mix(std::uint64_t x) noexcept {
   // The finaliser of SplitMix64: cheap, and every input bit reaches every output bit.
@@ -27,10 +25,7 @@ std::uint64_t mix(std::uint64_t x) noexcept {
 TraceTable::TraceTable() = default;
 
 std::size_t TraceTable::index_of(std::uintptr_t address) const noexcept {
-  const std::uint64_t in_region = (address & ((1u << kRegionBits) - 1)) >> kAlignBits;
-  const std::uint64_t region = mix(address >> kRegionBits);
-  const std::uint64_t spread = (region << (kRegionBits - kAlignBits)) + in_region;
-  return static_cast<std::size_t>(spread) & (capacity_ - 1);
+  return static_cast<std::size_t>(mix(address >> kAlignBits)) & (capacity_ - 1);
 }
 
 std::size_t TraceTable::size_of(const Slot& slot) const noexcept {
@@ -128,6 +123,20 @@ bool TraceTable::find(std::uintptr_t address, TraceRecord* out) const noexcept {
     if (slot.address == kEmpty) return false;
     if (slot.address == address) {
       *out = TraceRecord{address, size_of(slot), slot.traceback};
+      return true;
+    }
+    i = (i + 1) & (capacity_ - 1);
+  }
+}
+
+bool TraceTable::set_traceback(std::uintptr_t address, std::uint32_t traceback) noexcept {
+  if (count_ == 0 || address == kEmpty) return false;
+  std::size_t i = index_of(address);
+  while (true) {
+    Slot& slot = slots_[i];
+    if (slot.address == kEmpty) return false;
+    if (slot.address == address) {
+      slot.traceback = traceback;
       return true;
     }
     i = (i + 1) & (capacity_ - 1);

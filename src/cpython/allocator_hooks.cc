@@ -5,10 +5,8 @@
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <new>
 
-#include "frames/frame_capture.h"
-#include "thread_state.h"
+#include "block_recorder.h"
 #include "tracer.h"
 
 namespace heapscope::cpython {
@@ -45,70 +43,12 @@ class InsideHook {
   InsideHook& operator=(const InsideHook&) = delete;
 };
 
-// Tracebacks up to this depth are captured on the stack; deeper limits
-// (start(nframe) above it) take one temporary buffer per allocation.
-constexpr int kStackFrames = 128;
-
-void record_alloc(const Link& link, void* ptr, std::size_t size) noexcept {
-  Tracer& t = tracer();
-  PyThreadState* tstate;
-  bool have_gil;
-  if (link.domain == PYMEM_DOMAIN_RAW) {
-    // The raw allocator runs with or without the GIL; CPython takes the GIL
-    // here, we read this thread's own frames instead.
-    tstate = own_thread_state();
-    have_gil = tstate != nullptr && tstate == gil_holder();
-  } else {
-    tstate = gil_holder();
-    have_gil = true;
-  }
-
-  const int limit = t.max_nframe.load(std::memory_order_relaxed);
-  hs_raw_frame stack_frames[kStackFrames];
-  std::uint32_t stack_ids[kStackFrames];
-  std::unique_ptr<hs_raw_frame[]> heap_frames;
-  std::unique_ptr<std::uint32_t[]> heap_ids;
-  hs_raw_frame* frames = stack_frames;
-  std::uint32_t* ids = stack_ids;
-  if (limit > kStackFrames) {
-    heap_frames.reset(new (std::nothrow) hs_raw_frame[limit]);
-    heap_ids.reset(new (std::nothrow) std::uint32_t[limit]);
-    frames = heap_frames.get();
-    ids = heap_ids.get();
-  }
-  unsigned total = 0;
-  int count = 0;
-  if (tstate != nullptr && frames != nullptr && ids != nullptr) {
-    count = hs_capture_frames(tstate, frames, limit, &total);
-  }
-
-  core::Engine& engine = t.engine;
-  std::lock_guard lock(engine.mutex());
-  if (!engine.tracing()) return;  // stop() won the race: record nothing
-  std::uint32_t traceback = core::kNoId;
-  if (frames == nullptr || ids == nullptr) {
-    traceback = core::kNoId;  // out of memory: counted as a dropped trace
-  } else if (count == 0) {
-    traceback = engine.unknown_traceback_unlocked();
-  } else {
-    bool resolved = true;
-    for (int i = 0; i < count && resolved; ++i) {
-      ids[i] = t.resolver.resolve_unlocked(engine, frames[i], have_gil);
-      resolved = ids[i] != core::kNoId;
-    }
-    if (resolved) {
-      traceback = engine.intern_traceback_unlocked(total, {ids, static_cast<std::size_t>(count)});
-    }
-  }
-  engine.add_trace_unlocked(reinterpret_cast<std::uintptr_t>(ptr), size, traceback);
-}
-
 void* hook_malloc(void* ctx, std::size_t size) {
   const Link& link = *static_cast<const Link*>(ctx);
   if (t_inside_hook || !tracer().engine.tracing()) return link.next.malloc(link.next.ctx, size);
   InsideHook inside;
   void* ptr = link.next.malloc(link.next.ctx, size);
-  if (ptr != nullptr) record_alloc(link, ptr, size);
+  if (ptr != nullptr) record_new_block(link.domain == PYMEM_DOMAIN_RAW, reinterpret_cast<std::uintptr_t>(ptr), size);
   return ptr;
 }
 
@@ -120,7 +60,7 @@ void* hook_calloc(void* ctx, std::size_t nelem, std::size_t elsize) {
   InsideHook inside;
   void* ptr = link.next.calloc(link.next.ctx, nelem, elsize);
   // A successful calloc means nelem * elsize did not overflow.
-  if (ptr != nullptr) record_alloc(link, ptr, nelem * elsize);
+  if (ptr != nullptr) record_new_block(link.domain == PYMEM_DOMAIN_RAW, reinterpret_cast<std::uintptr_t>(ptr), nelem * elsize);
   return ptr;
 }
 
@@ -142,7 +82,7 @@ void* hook_realloc(void* ctx, void* ptr, std::size_t new_size) {
   const bool had_old = ptr != nullptr && engine.take_trace(reinterpret_cast<std::uintptr_t>(ptr), &old);
   void* moved = link.next.realloc(link.next.ctx, ptr, new_size);
   if (moved != nullptr) {
-    record_alloc(link, moved, new_size);
+    record_new_block(link.domain == PYMEM_DOMAIN_RAW, reinterpret_cast<std::uintptr_t>(moved), new_size);
   } else if (had_old) {
     engine.restore_trace(old);  // the old block is still alive and unchanged
   }

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "allocator_hooks.h"
+#include "reference_tracer.h"
 
 namespace heapscope::cpython {
 
@@ -74,6 +75,7 @@ void start(int nframe) {
   if (t.engine.tracing()) return;
   t.max_nframe.store(nframe, std::memory_order_relaxed);
   install_hooks();
+  install_reference_tracer();
   std::lock_guard lock(t.engine.mutex());
   t.engine.set_tracing_unlocked(true);
 }
@@ -81,6 +83,7 @@ void start(int nframe) {
 void stop() {
   if (!tracer().engine.tracing()) return;
   uninstall_hooks();
+  uninstall_reference_tracer();
   clear_tables(/*stop_tracing=*/true);
 }
 

@@ -1,6 +1,6 @@
 /* Frame capture for CPython 3.11: the _PyInterpreterFrame chain hanging off
- * tstate->cframe. Like CPython 3.11's own tracemalloc, frames still being set
- * up are reported too. */
+ * tstate->cframe, skipping frames still being set up (incomplete), as
+ * CPython 3.11's own tracemalloc does. */
 #define Py_BUILD_CORE 1
 #include "frame_capture.h"
 
@@ -12,6 +12,7 @@ int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
   unsigned depth = 0;
   _PyInterpreterFrame *f = (tstate && tstate->cframe) ? tstate->cframe->current_frame : NULL;
   for (; f != NULL; f = f->previous) {
+    if (_PyFrame_IsIncomplete(f)) continue;
     if (written < max_frames) {
       out[written].code = f->f_code;
       out[written].byte_offset = _PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT);

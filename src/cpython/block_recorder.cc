@@ -1,0 +1,118 @@
+#include "block_recorder.h"
+
+#include <Python.h>
+
+#include <mutex>
+#include <new>
+#include <vector>
+
+#include "frames/frame_capture.h"
+#include "thread_state.h"
+#include "tracer.h"
+
+namespace heapscope::cpython {
+
+namespace {
+
+// Tracebacks up to this depth are captured on the stack; a deeper limit
+// (start(nframe) above it) uses a buffer kept per thread, so no traced
+// allocation ever pays for a malloc of its own.
+constexpr int kStackFrames = 128;
+
+struct FrameBuffers {
+  std::vector<hs_raw_frame> frames;
+  std::vector<std::uint32_t> ids;
+};
+
+// Null when the buffer cannot be had (out of memory): the trace is dropped.
+FrameBuffers* deep_buffers(int limit) noexcept {
+  thread_local FrameBuffers buffers;
+  try {
+    if (buffers.frames.size() < static_cast<std::size_t>(limit)) {
+      buffers.frames.resize(static_cast<std::size_t>(limit));
+      buffers.ids.resize(static_cast<std::size_t>(limit));
+    }
+    return &buffers;
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+}
+
+thread_local std::uintptr_t t_last_recorded __attribute__((tls_model("initial-exec"))) = 0;
+
+// Captures the calling thread's stack, then, under the engine lock, interns
+// its traceback and hands the id (kNoId when memory ran out) to `apply`.
+template <typename Apply>
+void with_current_traceback(bool raw_domain, Apply&& apply) noexcept {
+  Tracer& t = tracer();
+  PyThreadState* tstate;
+  bool have_gil;
+  if (raw_domain) {
+    // The raw allocator runs with or without the GIL; CPython takes the GIL
+    // here, we read this thread's own frames instead.
+    tstate = own_thread_state();
+    have_gil = tstate != nullptr && tstate == gil_holder();
+  } else {
+    tstate = gil_holder();
+    have_gil = true;
+  }
+
+  const int limit = t.max_nframe.load(std::memory_order_relaxed);
+  hs_raw_frame stack_frames[kStackFrames];
+  std::uint32_t stack_ids[kStackFrames];
+  hs_raw_frame* frames = stack_frames;
+  std::uint32_t* ids = stack_ids;
+  if (limit > kStackFrames) {
+    FrameBuffers* deep = deep_buffers(limit);
+    frames = deep ? deep->frames.data() : nullptr;
+    ids = deep ? deep->ids.data() : nullptr;
+  }
+  unsigned total = 0;
+  int count = 0;
+  if (tstate != nullptr && frames != nullptr) {
+    count = hs_capture_frames(tstate, frames, limit, &total);
+  }
+
+  core::Engine& engine = t.engine;
+  std::lock_guard lock(engine.mutex());
+  if (!engine.tracing()) return;  // stop() won the race: record nothing
+  std::uint32_t traceback = core::kNoId;
+  if (frames == nullptr) {
+    traceback = core::kNoId;  // out of memory: counted as a dropped trace
+  } else if (count == 0) {
+    traceback = engine.unknown_traceback_unlocked();
+  } else {
+    bool resolved = true;
+    for (int i = 0; i < count && resolved; ++i) {
+      ids[i] = t.resolver.resolve_unlocked(engine, frames[i], have_gil);
+      resolved = ids[i] != core::kNoId;
+    }
+    if (resolved) {
+      traceback = engine.intern_traceback_unlocked(total, {ids, static_cast<std::size_t>(count)});
+    }
+  }
+  apply(engine, traceback);
+}
+
+}  // namespace
+
+void record_new_block(bool raw_domain, std::uintptr_t address, std::size_t size) noexcept {
+  with_current_traceback(raw_domain, [&](core::Engine& engine, std::uint32_t traceback) {
+    engine.add_trace_unlocked(address, size, traceback);
+  });
+  t_last_recorded = address;
+}
+
+void retrace_block(std::uintptr_t address) noexcept {
+  with_current_traceback(false, [&](core::Engine& engine, std::uint32_t traceback) {
+    engine.retrace_unlocked(address, traceback);
+  });
+}
+
+std::uintptr_t take_last_recorded_block() noexcept {
+  const std::uintptr_t last = t_last_recorded;
+  t_last_recorded = 0;
+  return last;
+}
+
+}  // namespace heapscope::cpython

@@ -1,0 +1,23 @@
+// Recording a block under the calling thread's current traceback: the part
+// of the hot path shared by the allocator hooks and the reference tracer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace heapscope::cpython {
+
+// Traces a block just allocated. `raw_domain`: the call came through the
+// RAW allocator, which may run without the GIL. Never allocates through
+// Python, never takes the GIL.
+void record_new_block(bool raw_domain, std::uintptr_t address, std::size_t size) noexcept;
+
+// Gives an already traced block the current traceback (an object reused its
+// memory). Untraced blocks stay untraced. Needs the GIL.
+void retrace_block(std::uintptr_t address) noexcept;
+
+// The block this thread traced last, 0 after it was consumed: an object
+// created right after its allocation needs no retrace.
+std::uintptr_t take_last_recorded_block() noexcept;
+
+}  // namespace heapscope::cpython
