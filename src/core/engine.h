@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "sequence_interner.h"
+#include "spin_lock.h"
 #include "trace_table.h"
 
 namespace heapscope::core {
@@ -57,7 +58,7 @@ class Engine {
  public:
   Engine();
 
-  std::mutex& mutex() noexcept { return mutex_; }
+  SpinLock& mutex() noexcept { return mutex_; }
 
   // Whether hooks should record; read without the lock on the fast path and
   // confirmed under it before anything is inserted.
@@ -102,7 +103,7 @@ class Engine {
   std::size_t trace_count() const noexcept;
 
  private:
-  mutable std::mutex mutex_;
+  mutable SpinLock mutex_;
   std::atomic<bool> tracing_{false};
   std::atomic<std::size_t> dropped_{0};
 

@@ -10,22 +10,14 @@ constexpr std::size_t kInitialCapacity = 1024;
 // Blocks are at least 16-byte aligned on 64-bit CPython: the low bits carry nothing.
 constexpr unsigned kAlignBits = 4;
 
-std::uint64_t mix(std::uint64_t x) noexcept {
-  // The finaliser of SplitMix64: cheap, and every input bit reaches every output bit.
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
-}
-
 }  // namespace
 
 TraceTable::TraceTable() = default;
 
 std::size_t TraceTable::index_of(std::uintptr_t address) const noexcept {
-  return static_cast<std::size_t>(mix(address >> kAlignBits)) & (capacity_ - 1);
+  // Fibonacci hashing: one multiply, the top bits index the table. Runs
+  // for every slot a deletion shifts, so it must be cheap.
+  return static_cast<std::size_t>(((address >> kAlignBits) * 0x9E3779B97F4A7C15ULL) >> shift_);
 }
 
 std::size_t TraceTable::size_of(const Slot& slot) const noexcept {
@@ -49,6 +41,7 @@ bool TraceTable::grow() noexcept {
   const std::size_t old_capacity = capacity_;
   slots_ = std::move(fresh);
   capacity_ = new_capacity;
+  shift_ = 64 - static_cast<unsigned>(__builtin_ctzll(new_capacity));
   for (std::size_t i = 0; i < old_capacity; ++i) {
     if (old[i].address != kEmpty) place(old[i]);
   }
@@ -146,6 +139,7 @@ bool TraceTable::set_traceback(std::uintptr_t address, std::uint32_t traceback) 
 void TraceTable::clear() noexcept {
   slots_.reset();
   capacity_ = 0;
+  shift_ = 63;
   count_ = 0;
   big_sizes_.clear();
 }

@@ -3,7 +3,7 @@
 // Open addressing with linear probing and backward-shift deletion, so a trace
 // costs one 16-byte slot and no allocation of its own.
 //
-// The slot index is a full scramble of the address. Keeping pymalloc's
+// The slot index is a scramble of the address (Fibonacci hashing). Keeping pymalloc's
 // neighbouring blocks in neighbouring slots (scrambling only the 64 KiB
 // region above them) was measured first and lost badly: dense pools fill
 // long runs of slots, linear probing then merges runs from different
@@ -77,6 +77,7 @@ class TraceTable {
 
   std::unique_ptr<Slot[]> slots_;
   std::size_t capacity_ = 0;  // a power of two
+  unsigned shift_ = 63;       // 64 - log2(capacity_)
   std::size_t count_ = 0;
   std::unordered_map<std::uintptr_t, std::size_t> big_sizes_;
 };

@@ -2,6 +2,7 @@
 
 #include <Python.h>
 
+#include <cstring>
 #include <mutex>
 #include <new>
 #include <vector>
@@ -22,6 +23,38 @@ constexpr int kStackFrames = 128;
 struct FrameBuffers {
   std::vector<hs_raw_frame> frames;
   std::vector<std::uint32_t> ids;
+};
+
+// The last stack this thread captured and the traceback it interned to.
+// Consecutive allocations very often come from the same line (a loop, one
+// expression building several objects): comparing the raw capture then
+// skips line lookup and traceback interning. Valid while the tracer's
+// epoch is unchanged (ids are only meaningful until the tables clear, and
+// a code address only names one code object until that one dies).
+struct LastCapture {
+  std::uint64_t epoch = 0;
+  std::uint32_t traceback = 0;
+  unsigned total = 0;
+  int count = -1;
+  std::vector<hs_raw_frame> frames;
+
+  bool matches(std::uint64_t now, const hs_raw_frame* captured, int n, unsigned depth) const {
+    return epoch == now && count == n && total == depth &&
+           std::memcmp(frames.data(), captured, sizeof(hs_raw_frame) * static_cast<std::size_t>(n)) == 0;
+  }
+  void remember(std::uint64_t now, const hs_raw_frame* captured, int n, unsigned depth,
+                std::uint32_t id) noexcept {
+    try {
+      frames.assign(captured, captured + n);
+    } catch (const std::bad_alloc&) {
+      epoch = 0;
+      return;
+    }
+    epoch = now;
+    count = n;
+    total = depth;
+    traceback = id;
+  }
 };
 
 // Null when the buffer cannot be had (out of memory): the trace is dropped.
@@ -73,9 +106,20 @@ void with_current_traceback(bool raw_domain, Apply&& apply) noexcept {
     count = hs_capture_frames(tstate, frames, limit, &total);
   }
 
+  // Before 3.12, a code object missing from the resolver (seen first
+  // without the GIL) has no reference keeping its address unique: only
+  // captures made with the GIL may be remembered.
+  thread_local LastCapture last;
+  const bool rememberable = have_gil && frames != nullptr && count > 0;
+
   core::Engine& engine = t.engine;
   std::lock_guard lock(engine.mutex());
   if (!engine.tracing()) return;  // stop() won the race: record nothing
+  const std::uint64_t epoch = t.epoch.load(std::memory_order_acquire);
+  if (rememberable && last.matches(epoch, frames, count, total)) {
+    apply(engine, last.traceback);
+    return;
+  }
   std::uint32_t traceback = core::kNoId;
   if (frames == nullptr) {
     traceback = core::kNoId;  // out of memory: counted as a dropped trace
@@ -91,6 +135,7 @@ void with_current_traceback(bool raw_domain, Apply&& apply) noexcept {
       traceback = engine.intern_traceback_unlocked(total, {ids, static_cast<std::size_t>(count)});
     }
   }
+  if (rememberable && traceback != core::kNoId) last.remember(epoch, frames, count, total, traceback);
   apply(engine, traceback);
 }
 

@@ -80,7 +80,9 @@ std::uint32_t FrameResolver::resolve_unlocked(core::Engine& engine, const hs_raw
   return slot;
 }
 
-void FrameResolver::forget_code_unlocked(PyCodeObject* code) noexcept { codes_.erase(code); }
+bool FrameResolver::forget_code_unlocked(PyCodeObject* code) noexcept {
+  return codes_.erase(code) != 0;
+}
 
 std::vector<PyObject*> FrameResolver::clear_unlocked() noexcept {
   std::vector<PyObject*> owned;

@@ -35,7 +35,8 @@ class FrameResolver {
                                  bool have_gil) noexcept;
 
   // Called when a code object dies (3.12+): its entry must not outlive it.
-  void forget_code_unlocked(PyCodeObject* code) noexcept;
+  // Returns whether the cache knew the code object.
+  bool forget_code_unlocked(PyCodeObject* code) noexcept;
 
   // Empties the cache (frame ids become invalid when the engine clears).
   // Returns the code objects whose references the cache owned: the caller

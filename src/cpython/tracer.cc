@@ -27,6 +27,7 @@ void clear_tables(bool stop_tracing) {
     if (stop_tracing) t.engine.set_tracing_unlocked(false);
     t.engine.clear_unlocked();
     owned = t.resolver.clear_unlocked();
+    t.epoch.fetch_add(1, std::memory_order_release);
   }
   for (PyObject* code : owned) Py_DECREF(code);
 }
@@ -48,7 +49,7 @@ int on_code_event(PyCodeEvent event, PyCodeObject* code) {
   if (event == PY_CODE_EVENT_DESTROY) {
     Tracer& t = tracer();
     std::lock_guard lock(t.engine.mutex());
-    t.resolver.forget_code_unlocked(code);
+    if (t.resolver.forget_code_unlocked(code)) t.epoch.fetch_add(1, std::memory_order_release);
   }
   return 0;
 }

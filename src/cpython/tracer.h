@@ -19,6 +19,10 @@ struct Tracer {
   core::Engine engine;
   FrameResolver resolver;                 // guarded by engine.mutex()
   std::atomic<int> max_nframe{1};         // read by the hooks without a lock
+  // Bumped (under the engine lock) whenever traceback ids or code-object
+  // identities may have changed meaning: tables cleared, a cached code
+  // object destroyed. Per-thread caches of traceback ids check it.
+  std::atomic<std::uint64_t> epoch{1};
 };
 
 // Immortal: the hooks may run during interpreter and process shutdown, after
