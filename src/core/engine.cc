@@ -77,13 +77,13 @@ void Engine::add_trace_unlocked(std::uintptr_t address, std::size_t size,
     return;
   }
   // A block re-traced at the same address (realloc in place) replaces its
-  // old trace, so its old size leaves the total first.
-  TraceRecord old;
-  if (traces_.erase(address, &old)) memory_.current -= old.size;
-  if (!traces_.insert(address, size, traceback)) {
+  // old trace, so its old size leaves the total.
+  std::size_t replaced = TraceTable::kNothingReplaced;
+  if (!traces_.insert(address, size, traceback, &replaced)) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
+  if (replaced != TraceTable::kNothingReplaced) memory_.current -= replaced;
   memory_.current += size;
   memory_.peak = std::max(memory_.peak, memory_.current);
 }

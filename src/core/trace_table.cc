@@ -6,148 +6,245 @@ namespace heapscope::core {
 
 namespace {
 
-constexpr std::size_t kInitialCapacity = 1024;
-// Blocks are at least 16-byte aligned on 64-bit CPython: the low bits carry nothing.
-constexpr unsigned kAlignBits = 4;
+constexpr std::uint32_t kInitialRegionCapacity = 8;
+constexpr std::uint64_t kFibonacci = 0x9E3779B97F4A7C15ULL;
+
+// Grow a region's table above 4/5 full: 8-byte slots stay cheap at that load,
+// and linear probing within a few cache lines is still short.
+bool over_load(std::uint32_t count, std::uint32_t capacity) noexcept {
+  return static_cast<std::uint64_t>(count) * 5 > static_cast<std::uint64_t>(capacity) * 4;
+}
 
 }  // namespace
 
 TraceTable::TraceTable() = default;
+TraceTable::~TraceTable() = default;
 
-std::size_t TraceTable::index_of(std::uintptr_t address) const noexcept {
-  // Fibonacci hashing: one multiply, the top bits index the table. Runs
-  // for every slot a deletion shifts, so it must be cheap.
-  return static_cast<std::size_t>(((address >> kAlignBits) * 0x9E3779B97F4A7C15ULL) >> shift_);
-}
-
-std::size_t TraceTable::size_of(const Slot& slot) const noexcept {
+std::size_t TraceTable::size_of(std::uintptr_t address, const Slot& slot) const noexcept {
   if (slot.size != kBigSize) return slot.size;
-  auto it = big_sizes_.find(slot.address);
+  auto it = big_sizes_.find(address);
   return it == big_sizes_.end() ? kBigSize : it->second;
 }
 
-void TraceTable::place(const Slot& slot) noexcept {
-  std::size_t i = index_of(slot.address);
-  while (slots_[i].address != kEmpty) i = (i + 1) & (capacity_ - 1);
-  slots_[i] = slot;
+TraceTable::Region* TraceTable::find_region_slow(std::uintptr_t number) const noexcept {
+  if (directory_.empty()) return nullptr;
+  const std::size_t mask = directory_.size() - 1;
+  for (std::size_t i = (number * kFibonacci) >> directory_shift_;; i = (i + 1) & mask) {
+    const std::int32_t index = directory_[i];
+    if (index < 0) return nullptr;
+    Region* region = regions_[static_cast<std::size_t>(index)].get();
+    if (region->number == number) {
+      last_region_ = region;
+      return region;
+    }
+  }
 }
 
-bool TraceTable::grow() noexcept {
-  const std::size_t new_capacity = capacity_ ? capacity_ * 2 : kInitialCapacity;
-  std::unique_ptr<Slot[]> fresh(new (std::nothrow) Slot[new_capacity]);
+bool TraceTable::grow_directory() noexcept {
+  const std::size_t capacity = directory_.empty() ? 64 : directory_.size() * 2;
+  try {
+    std::vector<std::int32_t> fresh(capacity, -1);
+    const unsigned shift = 64 - static_cast<unsigned>(__builtin_ctzll(capacity));
+    for (std::size_t index = 0; index < regions_.size(); ++index) {
+      std::size_t i = (regions_[index]->number * kFibonacci) >> shift;
+      while (fresh[i] >= 0) i = (i + 1) & (capacity - 1);
+      fresh[i] = static_cast<std::int32_t>(index);
+    }
+    directory_.swap(fresh);
+    directory_shift_ = shift;
+    return true;
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+}
+
+TraceTable::Region* TraceTable::find_or_add_region(std::uintptr_t number) noexcept {
+  if (Region* region = find_region(number)) return region;
+  if ((regions_.size() + 1) * 2 > directory_.size() && !grow_directory()) return nullptr;
+  if (regions_.size() >= static_cast<std::size_t>(INT32_MAX)) return nullptr;
+  try {
+    auto region = std::make_unique<Region>();
+    region->number = number;
+    regions_.push_back(std::move(region));
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+  const std::size_t mask = directory_.size() - 1;
+  std::size_t i = (number * kFibonacci) >> directory_shift_;
+  while (directory_[i] >= 0) i = (i + 1) & mask;
+  directory_[i] = static_cast<std::int32_t>(regions_.size() - 1);
+  last_region_ = regions_.back().get();
+  return last_region_;
+}
+
+bool TraceTable::grow_region(Region& region) noexcept {
+  const std::uint32_t capacity = region.capacity ? region.capacity * 2 : kInitialRegionCapacity;
+  std::unique_ptr<Slot[]> fresh(new (std::nothrow) Slot[capacity]);
   if (!fresh) return false;
-  for (std::size_t i = 0; i < new_capacity; ++i) fresh[i] = Slot{kEmpty, 0, 0};
-  std::unique_ptr<Slot[]> old = std::move(slots_);
-  const std::size_t old_capacity = capacity_;
-  slots_ = std::move(fresh);
-  capacity_ = new_capacity;
-  shift_ = 64 - static_cast<unsigned>(__builtin_ctzll(new_capacity));
-  for (std::size_t i = 0; i < old_capacity; ++i) {
-    if (old[i].address != kEmpty) place(old[i]);
+  for (std::uint32_t i = 0; i < capacity; ++i) fresh[i] = Slot{0, 0, kEmpty};
+  std::unique_ptr<Slot[]> old = std::move(region.slots);
+  const std::uint32_t old_capacity = region.capacity;
+  region.slots = std::move(fresh);
+  region.capacity = capacity;
+  region.shift = 64 - static_cast<unsigned>(__builtin_ctz(capacity));
+  for (std::uint32_t j = 0; j < old_capacity; ++j) {
+    if (old[j].traceback == kEmpty) continue;
+    std::uint32_t i = home_of(region, old[j].offset);
+    while (region.slots[i].traceback != kEmpty) i = (i + 1) & (capacity - 1);
+    region.slots[i] = old[j];
   }
   return true;
 }
 
-bool TraceTable::insert(std::uintptr_t address, std::size_t size,
-                        std::uint32_t traceback) noexcept {
-  // Keep the load factor at or below 3/4 so probe runs stay short.
-  if ((count_ + 1) * 4 > capacity_ * 3 && !grow()) return false;
-  const std::uint32_t stored = size >= kBigSize ? kBigSize : static_cast<std::uint32_t>(size);
-  if (stored == kBigSize) {
+bool TraceTable::insert_unaligned(std::uintptr_t address, std::size_t size,
+                                  std::uint32_t traceback) noexcept {
+  try {
+    auto [it, inserted] = unaligned_.insert_or_assign(address, TraceRecord{address, size, traceback});
+    if (inserted) ++count_;
+    return true;
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+}
+
+bool TraceTable::insert(std::uintptr_t address, std::size_t size, std::uint32_t traceback,
+                        std::size_t* replaced_size) noexcept {
+  if (replaced_size) *replaced_size = kNothingReplaced;
+  if (traceback == kEmpty) return false;  // reserved for free slots
+  if (address & ((1u << kOffsetShift) - 1)) {
+    if (replaced_size) {
+      auto it = unaligned_.find(address);
+      if (it != unaligned_.end()) *replaced_size = it->second.size;
+    }
+    return insert_unaligned(address, size, traceback);
+  }
+  Region* region = find_or_add_region(address >> kRegionShift);
+  if (region == nullptr) return false;
+  const auto offset = static_cast<std::uint16_t>(address >> kOffsetShift);
+  const bool big = size >= kBigSize;
+  if (Slot* slot = find_slot(*region, offset)) {
+    const std::size_t old_size = size_of(address, *slot);
+    if (big) {
+      try {
+        big_sizes_[address] = size;
+      } catch (const std::bad_alloc&) {
+        return false;
+      }
+    } else if (slot->size == kBigSize) {
+      big_sizes_.erase(address);
+    }
+    slot->size = big ? kBigSize : static_cast<std::uint16_t>(size);
+    slot->traceback = traceback;
+    if (replaced_size) *replaced_size = old_size;
+    return true;
+  }
+  if ((region->capacity == 0 || over_load(region->count + 1, region->capacity)) &&
+      !grow_region(*region)) {
+    return false;
+  }
+  if (big) {
     try {
       big_sizes_[address] = size;
     } catch (const std::bad_alloc&) {
       return false;
     }
   }
-  std::size_t i = index_of(address);
-  while (true) {
-    Slot& slot = slots_[i];
-    if (slot.address == kEmpty) {
-      slot = Slot{address, traceback, stored};
-      ++count_;
-      return true;
-    }
-    if (slot.address == address) {
-      if (slot.size == kBigSize && stored != kBigSize) big_sizes_.erase(address);
-      slot.traceback = traceback;
-      slot.size = stored;
-      return true;
-    }
-    i = (i + 1) & (capacity_ - 1);
-  }
+  const std::uint32_t mask = region->capacity - 1;
+  std::uint32_t i = home_of(*region, offset);
+  while (region->slots[i].traceback != kEmpty) i = (i + 1) & mask;
+  region->slots[i] = Slot{offset, big ? kBigSize : static_cast<std::uint16_t>(size), traceback};
+  ++region->count;
+  ++count_;
+  return true;
 }
 
 bool TraceTable::erase(std::uintptr_t address, TraceRecord* removed) noexcept {
-  if (count_ == 0 || address == kEmpty) return false;
-  const std::size_t mask = capacity_ - 1;
-  std::size_t i = index_of(address);
-  while (slots_[i].address != address) {
-    if (slots_[i].address == kEmpty) return false;
-    i = (i + 1) & mask;
+  if (count_ == 0) return false;
+  if (address & ((1u << kOffsetShift) - 1)) {
+    auto it = unaligned_.find(address);
+    if (it == unaligned_.end()) return false;
+    if (removed) *removed = it->second;
+    unaligned_.erase(it);
+    --count_;
+    return true;
   }
-  if (removed) *removed = TraceRecord{address, size_of(slots_[i]), slots_[i].traceback};
-  if (slots_[i].size == kBigSize) big_sizes_.erase(address);
+  Region* region = find_region(address >> kRegionShift);
+  if (region == nullptr) return false;
+  Slot* slot = find_slot(*region, static_cast<std::uint16_t>(address >> kOffsetShift));
+  if (slot == nullptr) return false;
+  if (removed) *removed = TraceRecord{address, size_of(address, *slot), slot->traceback};
+  if (slot->size == kBigSize) big_sizes_.erase(address);
   // Backward-shift deletion: pull later members of the probe run into the
   // hole so lookups never need tombstones.
-  std::size_t hole = i;
-  std::size_t j = i;
-  while (true) {
-    j = (j + 1) & mask;
-    if (slots_[j].address == kEmpty) break;
-    const std::size_t home = index_of(slots_[j].address);
-    // Move slot j into the hole unless its home lies cyclically in (hole, j].
-    const bool home_after_hole = ((j - home) & mask) < ((j - hole) & mask);
-    if (!home_after_hole) {
-      slots_[hole] = slots_[j];
+  const std::uint32_t mask = region->capacity - 1;
+  auto hole = static_cast<std::uint32_t>(slot - region->slots.get());
+  for (std::uint32_t j = (hole + 1) & mask; region->slots[j].traceback != kEmpty; j = (j + 1) & mask) {
+    const std::uint32_t home = home_of(*region, region->slots[j].offset);
+    // Slot j may move into the hole unless its home lies cyclically in (hole, j].
+    if (((j - home) & mask) >= ((j - hole) & mask)) {
+      region->slots[hole] = region->slots[j];
       hole = j;
     }
   }
-  slots_[hole] = Slot{kEmpty, 0, 0};
+  region->slots[hole] = Slot{0, 0, kEmpty};
+  --region->count;
   --count_;
   return true;
 }
 
 bool TraceTable::find(std::uintptr_t address, TraceRecord* out) const noexcept {
-  if (count_ == 0 || address == kEmpty) return false;
-  std::size_t i = index_of(address);
-  while (true) {
-    const Slot& slot = slots_[i];
-    if (slot.address == kEmpty) return false;
-    if (slot.address == address) {
-      *out = TraceRecord{address, size_of(slot), slot.traceback};
-      return true;
-    }
-    i = (i + 1) & (capacity_ - 1);
+  if (count_ == 0) return false;
+  if (address & ((1u << kOffsetShift) - 1)) {
+    auto it = unaligned_.find(address);
+    if (it == unaligned_.end()) return false;
+    *out = it->second;
+    return true;
   }
+  const Region* region = find_region(address >> kRegionShift);
+  if (region == nullptr) return false;
+  const Slot* slot = find_slot(*region, static_cast<std::uint16_t>(address >> kOffsetShift));
+  if (slot == nullptr) return false;
+  *out = TraceRecord{address, size_of(address, *slot), slot->traceback};
+  return true;
 }
 
 bool TraceTable::set_traceback(std::uintptr_t address, std::uint32_t traceback) noexcept {
-  if (count_ == 0 || address == kEmpty) return false;
-  std::size_t i = index_of(address);
-  while (true) {
-    Slot& slot = slots_[i];
-    if (slot.address == kEmpty) return false;
-    if (slot.address == address) {
-      slot.traceback = traceback;
-      return true;
-    }
-    i = (i + 1) & (capacity_ - 1);
+  if (count_ == 0 || traceback == kEmpty) return false;
+  if (address & ((1u << kOffsetShift) - 1)) {
+    auto it = unaligned_.find(address);
+    if (it == unaligned_.end()) return false;
+    it->second.traceback = traceback;
+    return true;
   }
+  Region* region = find_region(address >> kRegionShift);
+  if (region == nullptr) return false;
+  Slot* slot = find_slot(*region, static_cast<std::uint16_t>(address >> kOffsetShift));
+  if (slot == nullptr) return false;
+  slot->traceback = traceback;
+  return true;
 }
 
 void TraceTable::clear() noexcept {
-  slots_.reset();
-  capacity_ = 0;
-  shift_ = 63;
+  // Release the memory, not just the contents: clear_traces() gives it back.
+  std::vector<std::unique_ptr<Region>>().swap(regions_);
+  std::vector<std::int32_t>().swap(directory_);
+  directory_shift_ = 64;
+  last_region_ = nullptr;
   count_ = 0;
-  big_sizes_.clear();
+  big_sizes_ = {};
+  unaligned_ = {};
 }
 
 std::size_t TraceTable::memory_bytes() const noexcept {
-  return sizeof(*this) + capacity_ * sizeof(Slot) +
-         big_sizes_.size() * (sizeof(std::uintptr_t) + sizeof(std::size_t) + 2 * sizeof(void*)) +
-         big_sizes_.bucket_count() * sizeof(void*);
+  constexpr std::size_t kMapNode = 2 * sizeof(void*);  // per-node link and hash
+  std::size_t bytes = sizeof(*this) + directory_.capacity() * sizeof(std::int32_t) +
+                      regions_.capacity() * sizeof(std::unique_ptr<Region>);
+  for (const auto& region : regions_) bytes += sizeof(Region) + region->capacity * sizeof(Slot);
+  bytes += big_sizes_.size() * (sizeof(std::uintptr_t) + sizeof(std::size_t) + kMapNode) +
+           big_sizes_.bucket_count() * sizeof(void*);
+  bytes += unaligned_.size() * (sizeof(std::uintptr_t) + sizeof(TraceRecord) + kMapNode) +
+           unaligned_.bucket_count() * sizeof(void*);
+  return bytes;
 }
 
 }  // namespace heapscope::core

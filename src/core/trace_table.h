@@ -1,16 +1,25 @@
 // The live traces: block address -> (size, traceback id).
 //
-// Open addressing with linear probing and backward-shift deletion, so a trace
-// costs one 16-byte slot and no allocation of its own.
+// Memory per trace is the point of this layout (CPython's module spends
+// about 97 bytes of RSS per traced block). Addresses are split into a
+// region (the bits above 512 KiB) and an offset inside it; each region that
+// holds traces has its own open-addressing table of 8-byte slots:
 //
-// The slot index is a scramble of the address (Fibonacci hashing). Keeping pymalloc's
-// neighbouring blocks in neighbouring slots (scrambling only the 64 KiB
-// region above them) was measured first and lost badly: dense pools fill
-// long runs of slots, linear probing then merges runs from different
-// regions, and every free of an untraced block walks a whole run.
-// callgrind, json+ast workload, CPython 3.11, nframe=1: 2.43 G instructions
-// with 64 KiB regions, 0.85 G with 1 KiB, 0.77 G with 256 B, 0.74 G fully
-// scrambled (no tracing: 0.46 G).
+//   slot = | offset: u16 (address bits 3..18) | size: u16 | traceback: u32 |
+//
+// so a trace costs 8 bytes divided by the table's load (kept between 0.4
+// and 0.8: 10 to 20 bytes, ~14 on average), with no allocation of its own.
+// Sizes of 64 KiB and more keep their real size in a side map, and so do
+// the rare addresses that are not 8-byte aligned, which have no offset.
+//
+// Within a region: linear probing on a Fibonacci hash of the offset, with
+// backward-shift deletion (no tombstones). A free of an untraced block in a
+// region with no traces costs one lookup in the region directory. Keeping
+// pymalloc's neighbouring blocks in neighbouring slots of one big table
+// was measured first and lost badly: dense pools filled long runs of slots,
+// runs from different regions merged, and every free of an untraced block
+// walked a whole run (callgrind, json+ast, CPython 3.11, nframe=1: 2.43 G
+// instructions against 0.74 G fully scrambled; no tracing: 0.46 G).
 //
 // Not thread-safe: the owner (Engine) serialises every call.
 #pragma once
@@ -19,6 +28,7 @@
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 namespace heapscope::core {
 
@@ -31,10 +41,18 @@ struct TraceRecord {
 class TraceTable {
  public:
   TraceTable();
+  ~TraceTable();
+  TraceTable(const TraceTable&) = delete;
+  TraceTable& operator=(const TraceTable&) = delete;
 
-  // Inserts or replaces the trace of `address`. Returns false, leaving the
-  // table unchanged, when growing it failed for lack of memory.
-  bool insert(std::uintptr_t address, std::size_t size, std::uint32_t traceback) noexcept;
+  static constexpr std::size_t kNothingReplaced = SIZE_MAX;
+
+  // Inserts or replaces the trace of `address`; `*replaced_size`, when
+  // given, receives the size of the trace replaced, or kNothingReplaced.
+  // Returns false, leaving the table unchanged, when growing it failed for
+  // lack of memory.
+  bool insert(std::uintptr_t address, std::size_t size, std::uint32_t traceback,
+              std::size_t* replaced_size = nullptr) noexcept;
 
   // Removes the trace of `address`, copying it to `*removed` when given.
   // Returns false when the address was not traced.
@@ -52,34 +70,78 @@ class TraceTable {
 
   template <typename F>
   void for_each(F&& visit) const {
-    for (std::size_t i = 0; i < capacity_; ++i) {
-      const Slot& slot = slots_[i];
-      if (slot.address != kEmpty) visit(TraceRecord{slot.address, size_of(slot), slot.traceback});
+    for (const auto& region : regions_) {
+      for (std::uint32_t i = 0; i < region->capacity; ++i) {
+        const Slot& slot = region->slots[i];
+        if (slot.traceback == kEmpty) continue;
+        const std::uintptr_t address = address_of(region->number, slot.offset);
+        visit(TraceRecord{address, size_of(address, slot), slot.traceback});
+      }
     }
+    for (const auto& [address, record] : unaligned_) visit(record);
   }
 
  private:
-  // Sizes that do not fit 32 bits are rare (a >4 GiB block) and live in a side map.
-  static constexpr std::uint32_t kBigSize = UINT32_MAX;
-  static constexpr std::uintptr_t kEmpty = 0;
+  static constexpr unsigned kOffsetShift = 3;  // 8-byte alignment
+  static constexpr unsigned kRegionShift = kOffsetShift + 16;
+  static constexpr std::uint32_t kEmpty = UINT32_MAX;    // traceback of a free slot
+  static constexpr std::uint16_t kBigSize = UINT16_MAX;  // real size in big_sizes_
 
   struct Slot {
-    std::uintptr_t address;
+    std::uint16_t offset;
+    std::uint16_t size;
     std::uint32_t traceback;
-    std::uint32_t size;
   };
-  static_assert(sizeof(Slot) == 16);
+  static_assert(sizeof(Slot) == 8);
 
-  std::size_t index_of(std::uintptr_t address) const noexcept;
-  std::size_t size_of(const Slot& slot) const noexcept;
-  bool grow() noexcept;
-  void place(const Slot& slot) noexcept;
+  struct Region {
+    std::uintptr_t number;
+    std::uint32_t capacity = 0;  // a power of two
+    std::uint32_t count = 0;
+    unsigned shift = 0;  // 64 - log2(capacity)
+    std::unique_ptr<Slot[]> slots;
+  };
 
-  std::unique_ptr<Slot[]> slots_;
-  std::size_t capacity_ = 0;  // a power of two
-  unsigned shift_ = 63;       // 64 - log2(capacity_)
+  static std::uintptr_t address_of(std::uintptr_t region, std::uint16_t offset) noexcept {
+    return (region << kRegionShift) | (static_cast<std::uintptr_t>(offset) << kOffsetShift);
+  }
+  std::size_t size_of(std::uintptr_t address, const Slot& slot) const noexcept;
+
+  Region* find_region(std::uintptr_t number) const noexcept {
+    if (last_region_ != nullptr && last_region_->number == number) return last_region_;
+    return find_region_slow(number);
+  }
+  Region* find_region_slow(std::uintptr_t number) const noexcept;
+  Region* find_or_add_region(std::uintptr_t number) noexcept;
+  bool grow_directory() noexcept;
+  static bool grow_region(Region& region) noexcept;
+
+  // Fibonacci hashing: one multiply; also run for every slot a deletion shifts.
+  static std::uint32_t home_of(const Region& region, std::uint16_t offset) noexcept {
+    return static_cast<std::uint32_t>((offset * 0x9E3779B97F4A7C15ULL) >> region.shift);
+  }
+  static Slot* find_slot(const Region& region, std::uint16_t offset) noexcept {
+    if (region.count == 0) return nullptr;
+    const std::uint32_t mask = region.capacity - 1;
+    for (std::uint32_t i = home_of(region, offset);; i = (i + 1) & mask) {
+      Slot& slot = region.slots[i];
+      if (slot.traceback == kEmpty) return nullptr;
+      if (slot.offset == offset) return &slot;
+    }
+  }
+
+  bool insert_unaligned(std::uintptr_t address, std::size_t size, std::uint32_t traceback) noexcept;
+
+  // Regions own their slots; the directory indexes them by region number
+  // (open addressing over indexes into regions_, -1 = empty).
+  std::vector<std::unique_ptr<Region>> regions_;
+  std::vector<std::int32_t> directory_;
+  unsigned directory_shift_ = 64;
+  mutable Region* last_region_ = nullptr;  // consecutive calls mostly hit one region
+
   std::size_t count_ = 0;
   std::unordered_map<std::uintptr_t, std::size_t> big_sizes_;
+  std::unordered_map<std::uintptr_t, TraceRecord> unaligned_;
 };
 
 }  // namespace heapscope::core
