@@ -12,7 +12,6 @@ import sys
 from . import _heapscope
 from ._heapscope import (
     _get_object_traceback,
-    _get_traces,
     clear_traces,
     get_traceback_limit,
     get_traced_memory,
@@ -22,8 +21,14 @@ from ._heapscope import (
     stop,
 )
 from ._filters import BaseFilter, DomainFilter, Filter, _normalize_filename
-from ._frames import Frame, Trace, Traceback, _format_size, _Traces
-from ._snapshot import Snapshot, Statistic, StatisticDiff, _compare_grouped_stats
+from ._frames import Frame, Trace, Traceback, _format_size, _RawTraces, _Traces
+from ._snapshot import (
+    Snapshot,
+    SnapshotFileError,
+    Statistic,
+    StatisticDiff,
+    _compare_grouped_stats,
+)
 
 __version__ = "0.1.0"
 
@@ -47,6 +52,17 @@ def get_object_traceback(obj):
     if frames is None:
         return None
     return Traceback(frames)
+
+
+def _get_traces():
+    """The live traces as CPython's list of raw tuples
+    ``(domain, size, ((filename, lineno), ...), total_nframe)``.
+
+    The traces are frozen in C++ and the tuples made on access: the result
+    compares, indexes and iterates as that list, and a Snapshot built on it
+    analyses them in C++. Empty when not tracing.
+    """
+    return _RawTraces(_heapscope._frozen_traces())
 
 
 def take_snapshot():

@@ -8,6 +8,7 @@ hashes, equality and pickles agree with the standard ``tracemalloc``.
 """
 
 import linecache
+import operator
 import sys
 from collections.abc import Sequence
 from functools import total_ordering
@@ -221,3 +222,61 @@ class _Traces(Sequence):
 
     def __repr__(self):
         return '<Traces len=%s>' % len(self)
+
+
+class _RawTraces(Sequence):
+    """What ``_get_traces()`` returns: the list of raw trace tuples CPython's
+    ``_get_traces()`` returns, kept in C++ and turned into tuples on access.
+
+    It compares equal to a list of the same tuples, indexes and slices like
+    one (a slice gives a list) and pickles as a list. A Snapshot built on it
+    analyses its traces in C++ without making a tuple per trace.
+    """
+
+    __slots__ = ('_core',)
+
+    def __init__(self, core):
+        self._core = core  # a _heapscope._SnapshotCore
+
+    def __len__(self):
+        return len(self._core)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            picked = range(*index.indices(len(self._core)))
+            return self._core.slice(picked.start, len(picked), picked.step)
+        try:
+            index = operator.index(index)
+        except TypeError:
+            raise TypeError('list indices must be integers or slices, not %s'
+                            % type(index).__name__) from None
+        size = len(self._core)
+        if index < 0:
+            index += size
+        if not 0 <= index < size:
+            raise IndexError('list index out of range')
+        return self._core.trace(index)
+
+    def __iter__(self):
+        core = self._core
+        size = len(core)
+        for start in range(0, size, 4096):
+            yield from core.slice(start, min(4096, size - start), 1)
+
+    def __eq__(self, other):
+        if isinstance(other, _RawTraces):
+            return self._core.equals(other._core)
+        if isinstance(other, list):
+            return len(other) == len(self._core) and list(self) == other
+        return NotImplemented
+
+    __hash__ = None  # unhashable, like a list
+
+    def __repr__(self):
+        return repr(list(self))
+
+    def copy(self):
+        return list(self)
+
+    def __reduce__(self):
+        return (list, (list(self),))

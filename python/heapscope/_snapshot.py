@@ -1,17 +1,29 @@
-"""Snapshot and its statistics, in pure Python.
+"""Snapshot and its statistics.
 
-This is the reference implementation of the analysis side of the
-tracemalloc API: it takes CPython's raw trace tuples and must give, element
-for element, what the standard module gives.  It also re-exports the frame
-and filter classes so that one import reaches the whole snapshot API.
+The analysis runs in C++ (src/core/snapshot) whenever the traces fit its
+model: a snapshot from take_snapshot() always does, a list of CPython's raw
+tuples is converted once. The pure-Python code here is the reference it is
+checked against, element for element, and the fallback for data the C++ side
+declines (traces that are not exactly CPython's tuples, filters it does not
+know): it must give what the standard module gives.  The module also
+re-exports the frame and filter classes so one import reaches the whole API.
 """
 
 import copyreg
+import io
+import os.path
 import pickle
+import sys
+import weakref
 from collections.abc import Iterable
 
 from ._filters import BaseFilter, DomainFilter, Filter, _normalize_filename
-from ._frames import Frame, Trace, Traceback, _format_size, _Traces
+from ._frames import Frame, Trace, Traceback, _format_size, _RawTraces, _Traces
+
+try:
+    from . import _heapscope as _native
+except ImportError:  # the classes work without the compiled core, in Python
+    _native = None
 
 __all__ = [
     'BaseFilter', 'DomainFilter', 'Filter', 'Frame', 'Snapshot', 'Statistic',
@@ -135,6 +147,94 @@ _GROUP_KEYS = {
 }
 
 
+# id(_Traces) -> (its raw traces, their length, the C++ snapshot or None).
+# Kept outside the object: _Traces must keep CPython's attributes and pickle
+# state. An entry goes when its _Traces is collected.
+_CORES = {}
+
+
+def _core_of(traces):
+    """The C++ snapshot behind a _Traces, or None to use the reference code."""
+    raw = getattr(traces, '_traces', None)
+    if type(raw) is _RawTraces:
+        return raw._core
+    if _native is None or type(raw) not in (list, tuple):
+        return None
+    key = id(traces)
+    cached = _CORES.get(key)
+    if cached is not None and cached[0] is raw and cached[1] == len(raw):
+        return cached[2]
+    core = _native._core_from_raw(raw)
+    if cached is None:
+        weakref.finalize(traces, _CORES.pop, key, None)
+    _CORES[key] = (raw, len(raw), core)
+    return core
+
+
+def _snapshot_on(core, traceback_limit):
+    return Snapshot(_RawTraces(core), traceback_limit)
+
+
+def _group_args(key_type, cumulative):
+    """Validate statistics' arguments as the reference does; return the
+    canonical key type and cumulative as a bool."""
+    # A tuple, not a set: an unhashable key_type must still give ValueError
+    if key_type not in _KEY_TYPES:
+        raise ValueError('unknown key_type: %r' % (key_type,))
+    if cumulative and key_type not in ('lineno', 'filename'):
+        raise ValueError('cumulative mode cannot by used '
+                         'with key type %r' % key_type)
+    return _KEY_TYPES[_KEY_TYPES.index(key_type)], bool(cumulative)
+
+
+# Values a trace's int lineno or domain can never equal (a type whose ==
+# with an int is always False); other types could define __eq__, and send
+# filtering to the reference code.
+_NEVER_EQUAL_TO_INT = (type(None), str, bytes, bytearray, tuple, list, dict,
+                       set, frozenset, complex)
+
+
+def _int_state(value, low, high):
+    """(state, value) for an equality test against ints in [low, high):
+    state 1 compares with value, 2 never matches; None when unknown."""
+    if type(value) is float:
+        if not value.is_integer():
+            return 2, 0
+        value = int(value)
+    if type(value) in (int, bool):
+        value = int(value)
+        return (1, value) if low <= value < high else (2, 0)
+    if type(value) in _NEVER_EQUAL_TO_INT:
+        return 2, 0
+    return None
+
+
+_POSIX_NORMCASE = os.path.normcase('A.b') == 'A.b'
+_PYTHON39_FNMATCH = sys.version_info < (3, 10)
+
+
+def _filter_spec(f):
+    """A filter as the C++ engine takes it, or None when only the reference
+    code can apply it (a subclass, an unusual attribute value...)."""
+    if type(f) is DomainFilter:
+        domain = _int_state(f.domain, 0, 2 ** 32)
+        if domain is None:
+            return None
+        return (True, bool(f.inclusive), '', 0, 0, False,
+                domain[0], domain[1], _PYTHON39_FNMATCH)
+    if type(f) is not Filter or not _POSIX_NORMCASE:
+        return None
+    pattern = f._filename_pattern
+    if type(pattern) is not str:
+        return None
+    lineno = (0, 0) if f.lineno is None else _int_state(f.lineno, -2 ** 63, 2 ** 63)
+    domain = (0, 0) if f.domain is None else _int_state(f.domain, 0, 2 ** 32)
+    if lineno is None or domain is None:
+        return None
+    return (False, bool(f.inclusive), pattern, lineno[0], lineno[1],
+            bool(f.all_frames), domain[0], domain[1], _PYTHON39_FNMATCH)
+
+
 class Snapshot:
     """The traces of the memory blocks live at one moment."""
 
@@ -146,31 +246,69 @@ class Snapshot:
         self.traceback_limit = traceback_limit
 
     def dump(self, filename):
-        """Write the snapshot to a file; Snapshot.load() reads it back."""
+        """Write the snapshot to a file; Snapshot.load() reads it back.
+
+        The file is heapscope's compact binary format (docs/snapshot-format.md).
+        A snapshot carrying more than its traces and traceback_limit (extra
+        attributes, a subclass, data only the Python code handles) is
+        pickled instead, as CPython does, so that nothing is lost.
+        """
+        data = _encode(self)
         with open(filename, 'wb') as fp:
-            pickle.dump(self, fp, pickle.HIGHEST_PROTOCOL)
+            if data is not None:
+                fp.write(data)
+            else:
+                pickle.dump(self, fp, pickle.HIGHEST_PROTOCOL)
 
     @staticmethod
     def load(filename):
         """Read a snapshot written by dump(), ours or CPython's tracemalloc.
 
-        Unlike pickle.load, this never runs code named by the file: only the
-        snapshot classes can be referenced.
+        heapscope's format is validated entirely before anything is built.
+        A pickle (CPython's format) is read by an unpickler that can only
+        reference the snapshot classes, so loading never runs code from the
+        file. Any problem raises pickle.UnpicklingError naming it.
         """
         with open(filename, 'rb') as fp:
+            data = fp.read()
+        if not data:
+            raise SnapshotFileError('cannot load a snapshot from %s: the file is empty'
+                                    % (filename,))
+        if data.startswith(_FILE_MAGIC):
+            if _native is None:
+                raise SnapshotFileError('cannot load a snapshot from %s: reading '
+                                        "heapscope's format needs the compiled core"
+                                        % (filename,))
             try:
-                snapshot = _SnapshotUnpickler(fp).load()
-            except Exception as exc:
-                # Truncated or corrupt pickles fail in many ways (EOFError,
-                # ValueError, KeyError...); report them all as one kind.
-                raise pickle.UnpicklingError(
-                    'cannot load a snapshot from %s: %s: %s'
-                    % (filename, type(exc).__name__, exc)) from exc
+                core, traceback_limit = _native._core_load(data)
+            except ValueError as exc:
+                raise SnapshotFileError('cannot load a snapshot from %s: %s'
+                                        % (filename, exc)) from None
+            return _snapshot_on(core, traceback_limit)
+        # Python's C unpickler allocates what sizes in the stream announce:
+        # check them first, or fall back to the (slower) Python unpickler.
+        unpickler = _SnapshotUnpickler if _native is not None else _PySnapshotUnpickler
+        problem = _native._pickle_bounds_problem(data) if _native is not None else ''
+        if problem:
+            raise SnapshotFileError('cannot load a snapshot from %s: %s'
+                                    % (filename, problem))
+        try:
+            snapshot = unpickler(io.BytesIO(data)).load()
+        except Exception as exc:
+            # Truncated or corrupt pickles fail in many ways (EOFError,
+            # ValueError, KeyError...); report them all as one kind.
+            raise SnapshotFileError(
+                'cannot load a snapshot from %s: not a heapscope snapshot, and '
+                'not a readable tracemalloc pickle (%s: %s)'
+                % (filename, type(exc).__name__, exc)) from exc
         if (not isinstance(snapshot, Snapshot)
                 or not isinstance(getattr(snapshot, 'traces', None), _Traces)):
-            raise pickle.UnpicklingError(
+            raise SnapshotFileError(
                 '%s does not contain a snapshot (found %s)'
                 % (filename, type(snapshot).__name__))
+        problem = _pickled_snapshot_problem(snapshot)
+        if problem:
+            raise SnapshotFileError('cannot load a snapshot from %s: %s' % (filename, problem))
         return snapshot
 
     def _filter_trace(self, include_filters, exclude_filters, trace):
@@ -190,6 +328,9 @@ class Snapshot:
             raise TypeError('filters must be a list of filters, not %s'
                             % type(filters).__name__)
         if not filters:
+            if type(self.traces._traces) is _RawTraces:
+                # frozen: the copy can share the C++ snapshot
+                return _snapshot_on(self.traces._traces._core, self.traceback_limit)
             # CPython calls .copy() here, which fails on a tuple of traces;
             # list() gives the same list copy and also accepts tuples.
             return Snapshot(list(self.traces._traces), self.traceback_limit)
@@ -200,19 +341,19 @@ class Snapshot:
                 include_filters.append(trace_filter)
             else:
                 exclude_filters.append(trace_filter)
+        specs = [_filter_spec(f) for f in include_filters + exclude_filters]
+        core = _core_of(self.traces) if None not in specs else None
+        if core is not None:
+            kept = core.filter(specs)
+            if kept is not None:
+                return _snapshot_on(kept, self.traceback_limit)
         kept = [trace for trace in self.traces._traces
                 if self._filter_trace(include_filters, exclude_filters, trace)]
         return Snapshot(kept, self.traceback_limit)
 
     def _group_by(self, key_type, cumulative):
-        """Return {Traceback: Statistic} for a key type."""
-        # A tuple, not a set: an unhashable key_type must still give ValueError
-        if key_type not in _KEY_TYPES:
-            raise ValueError('unknown key_type: %r' % (key_type,))
-        if cumulative and key_type not in ('lineno', 'filename'):
-            raise ValueError('cumulative mode cannot by used '
-                             'with key type %r' % key_type)
-        keys_of = _GROUP_KEYS[key_type, bool(cumulative)]
+        """Return {Traceback: Statistic} for a key type (reference code)."""
+        keys_of = _GROUP_KEYS[_group_args(key_type, cumulative)]
 
         # Sum plain [size, count] pairs first; the Traceback and Statistic
         # objects are made once per group rather than looked up per trace.
@@ -234,17 +375,89 @@ class Snapshot:
 
     def statistics(self, key_type, cumulative=False):
         """Group the traces by key_type; return Statistics, biggest first."""
+        key_type, cumulative = _group_args(key_type, cumulative)
+        core = _core_of(self.traces)
+        rows = core.statistics(key_type, cumulative) if core is not None else None
+        if rows is not None:
+            return [Statistic(Traceback(frames), size, count)
+                    for frames, size, count in rows]
         stats = list(self._group_by(key_type, cumulative).values())
         stats.sort(reverse=True, key=Statistic._sort_key)
         return stats
 
     def compare_to(self, old_snapshot, key_type, cumulative=False):
         """Return StatisticDiffs against old_snapshot, biggest change first."""
+        key_type, cumulative = _group_args(key_type, cumulative)
+        if isinstance(old_snapshot, Snapshot):
+            core = _core_of(self.traces)
+            old_core = _core_of(old_snapshot.traces) if core is not None else None
+            rows = (core.compare(old_core, key_type, cumulative)
+                    if old_core is not None else None)
+            if rows is not None:
+                return [StatisticDiff(Traceback(frames), size, size_diff, count, count_diff)
+                        for frames, size, size_diff, count, count_diff in rows]
         new_group = self._group_by(key_type, cumulative)
         old_group = old_snapshot._group_by(key_type, cumulative)
         diffs = _compare_grouped_stats(old_group, new_group)
         diffs.sort(reverse=True, key=StatisticDiff._sort_key)
         return diffs
+
+
+class SnapshotFileError(pickle.UnpicklingError):
+    """A file Snapshot.load() cannot read: empty, truncated, corrupted,
+    foreign, or from a newer heapscope. The message names the problem."""
+
+    __module__ = 'heapscope'
+
+
+# The first bytes of heapscope's snapshot format (src/core/snapshot/file_format.h)
+_FILE_MAGIC = b'\x89HSNAP\r\n'
+
+
+def _encode(snapshot):
+    """The snapshot in heapscope's format, or None when it must be pickled."""
+    if _native is None or type(snapshot) is not Snapshot:
+        return None
+    if set(vars(snapshot)) != {'traces', 'traceback_limit'}:
+        return None
+    traces, limit = snapshot.traces, snapshot.traceback_limit
+    if type(traces) is not _Traces or set(vars(traces)) != {'_traces'}:
+        return None
+    if type(limit) is not int or not -2 ** 63 <= limit < 2 ** 63:
+        return None
+    core = _core_of(traces)
+    if core is None:
+        return None
+    return core.dump(limit)
+
+
+def _is_raw_trace(trace):
+    """Whether trace is a tuple the tracer makes (see _RawTraces)."""
+    if type(trace) is not tuple or len(trace) != 4:
+        return False
+    domain, size, frames, total_nframe = trace
+    if (type(domain) is not int or type(size) is not int or type(total_nframe) is not int
+            or type(frames) is not tuple or not frames):
+        return False
+    return all(type(frame) is tuple and len(frame) == 2 and type(frame[0]) is str
+               and type(frame[1]) is int for frame in frames)
+
+
+def _pickled_snapshot_problem(snapshot):
+    """What is wrong with an unpickled snapshot's content, or None."""
+    limit = getattr(snapshot, 'traceback_limit', None)
+    if type(limit) is not int:
+        return 'traceback_limit is %s, not an int' % type(limit).__name__
+    raw = getattr(snapshot.traces, '_traces', None)
+    if type(raw) not in (list, tuple):
+        return 'the traces are %s, not a list' % type(raw).__name__
+    if _native is not None and _core_of(snapshot.traces) is not None:
+        return None  # converted: every trace is well formed
+    for trace in raw:
+        if not _is_raw_trace(trace):
+            return ('a trace is not a (domain, size, frames, total_nframe) tuple: %.200r'
+                    % (trace,))
+    return None
 
 
 def _loadable_globals():
@@ -263,6 +476,8 @@ def _loadable_globals():
         allowed[module, '_reconstructor'] = copyreg._reconstructor
     for module in ('builtins', '__builtin__'):
         allowed[module, 'object'] = object
+    # take_snapshot()'s traces pickle as list([...]): harmless
+    allowed['builtins', 'list'] = list
     return allowed
 
 
@@ -276,3 +491,11 @@ class _SnapshotUnpickler(pickle.Unpickler):
             pass
         raise pickle.UnpicklingError(
             'global %s.%s is not allowed in a snapshot file' % (module, name))
+
+
+class _PySnapshotUnpickler(pickle._Unpickler):
+    """The pure-Python unpickler (its memo is a dict and it reads before it
+    allocates), for when the compiled core is missing."""
+
+    _allowed = _SnapshotUnpickler._allowed
+    find_class = _SnapshotUnpickler.find_class

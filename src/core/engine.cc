@@ -73,6 +73,9 @@ std::uint32_t Engine::unknown_traceback_unlocked() noexcept {
 void Engine::add_trace_unlocked(std::uintptr_t address, std::size_t size,
                                 std::uint32_t traceback) noexcept {
   if (traceback == kNoId) {
+    // The block is new even if untraceable: a trace left at its address
+    // would describe a block that no longer exists.
+    remove_trace_unlocked(address);
     dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
@@ -97,21 +100,24 @@ void Engine::retrace_unlocked(std::uintptr_t address, std::uint32_t traceback) n
   if (traceback != kNoId) traces_.set_traceback(address, traceback);
 }
 
-bool Engine::take_trace(std::uintptr_t address, TraceRecord* taken) noexcept {
-  std::lock_guard lock(mutex_);
-  if (!traces_.erase(address, taken)) return false;
-  memory_.current -= taken->size;
-  return true;
-}
-
-void Engine::restore_trace(const TraceRecord& trace) noexcept {
-  std::lock_guard lock(mutex_);
-  if (tracing()) add_trace_unlocked(trace.address, trace.size, trace.traceback);
-}
-
 void Engine::remove_trace(std::uintptr_t address) noexcept {
   std::lock_guard lock(mutex_);
   remove_trace_unlocked(address);
+}
+
+bool Engine::take_trace(std::uintptr_t address, TakenTrace* taken) noexcept {
+  std::lock_guard lock(mutex_);
+  if (!traces_.erase(address, &taken->record)) return false;
+  memory_.current -= taken->record.size;
+  taken->generation = generation_;
+  return true;
+}
+
+void Engine::restore_trace(const TakenTrace& taken) noexcept {
+  std::lock_guard lock(mutex_);
+  if (tracing() && taken.generation == generation_) {
+    add_trace_unlocked(taken.record.address, taken.record.size, taken.record.traceback);
+  }
 }
 
 bool Engine::traceback_of(std::uintptr_t address, std::vector<std::uint32_t>* frames_out,
@@ -162,16 +168,18 @@ void Engine::clear_unlocked() noexcept {
   filenames_.clear();
   memory_ = MemoryCounters{};
   unknown_traceback_ = kNoId;
+  ++generation_;
   dropped_.store(0, std::memory_order_relaxed);
 }
 
 std::size_t Engine::memory_bytes() const noexcept {
   std::lock_guard lock(mutex_);
-  std::size_t bytes = sizeof(*this) + traces_.memory_bytes() + frames_.memory_bytes() +
-                      tracebacks_.memory_bytes();
+  std::size_t bytes =
+      sizeof(*this) + traces_.memory_bytes() + frames_.memory_bytes() + tracebacks_.memory_bytes();
   for (const std::string& name : filenames_) bytes += sizeof(std::string) + name.capacity();
   // Each map node holds a view and an id plus the bucket pointer.
-  bytes += filename_ids_.size() * (sizeof(std::string_view) + sizeof(std::uint32_t) + 2 * sizeof(void*));
+  bytes +=
+      filename_ids_.size() * (sizeof(std::string_view) + sizeof(std::uint32_t) + 2 * sizeof(void*));
   bytes += filename_ids_.bucket_count() * sizeof(void*);
   return bytes;
 }

@@ -83,8 +83,14 @@ class Engine {
   void retrace_unlocked(std::uintptr_t address, std::uint32_t traceback) noexcept;
   void remove_trace(std::uintptr_t address) noexcept;
   // Removes a trace and hands it back, so a failed realloc can restore it.
-  bool take_trace(std::uintptr_t address, TraceRecord* taken) noexcept;
-  void restore_trace(const TraceRecord& trace) noexcept;
+  // The restore is skipped when the tables were cleared in between: the
+  // taken trace's traceback id would point into tables that are gone.
+  struct TakenTrace {
+    TraceRecord record;
+    std::uint64_t generation;
+  };
+  bool take_trace(std::uintptr_t address, TakenTrace* taken) noexcept;
+  void restore_trace(const TakenTrace& taken) noexcept;
 
   // The traceback of a traced block, copied out; false when untraced.
   bool traceback_of(std::uintptr_t address, std::vector<std::uint32_t>* frames_out,
@@ -115,6 +121,7 @@ class Engine {
   std::unordered_map<std::string_view, std::uint32_t> filename_ids_;
   MemoryCounters memory_;
   std::uint32_t unknown_traceback_ = kNoId;
+  std::uint64_t generation_ = 0;  // bumped by every clear
 };
 
 }  // namespace heapscope::core

@@ -18,7 +18,8 @@ std::uint32_t SequenceInterner::hash_of(std::span<const std::uint32_t> words) no
 
 bool SequenceInterner::equal(const Entry& e, std::span<const std::uint32_t> words) const noexcept {
   return e.length == words.size() &&
-         std::equal(words.begin(), words.end(), words_.begin() + static_cast<std::ptrdiff_t>(e.offset));
+         std::equal(words.begin(), words.end(),
+                    words_.begin() + static_cast<std::ptrdiff_t>(e.offset));
 }
 
 bool SequenceInterner::grow_index() noexcept {

@@ -7,6 +7,7 @@ namespace heapscope::core {
 namespace {
 
 constexpr std::uint32_t kInitialRegionCapacity = 8;
+constexpr std::size_t kKeptEmptyRegions = 64;
 constexpr std::uint64_t kFibonacci = 0x9E3779B97F4A7C15ULL;
 
 // Grow a region's table above 4/5 full: 8-byte slots stay cheap at that load,
@@ -66,6 +67,7 @@ TraceTable::Region* TraceTable::find_or_add_region(std::uintptr_t number) noexce
     auto region = std::make_unique<Region>();
     region->number = number;
     regions_.push_back(std::move(region));
+    ++empty_regions_;  // until its first trace
   } catch (const std::bad_alloc&) {
     return nullptr;
   }
@@ -77,8 +79,7 @@ TraceTable::Region* TraceTable::find_or_add_region(std::uintptr_t number) noexce
   return last_region_;
 }
 
-bool TraceTable::grow_region(Region& region) noexcept {
-  const std::uint32_t capacity = region.capacity ? region.capacity * 2 : kInitialRegionCapacity;
+bool TraceTable::resize_region(Region& region, std::uint32_t capacity) noexcept {
   std::unique_ptr<Slot[]> fresh(new (std::nothrow) Slot[capacity]);
   if (!fresh) return false;
   for (std::uint32_t i = 0; i < capacity; ++i) fresh[i] = Slot{0, 0, kEmpty};
@@ -96,10 +97,27 @@ bool TraceTable::grow_region(Region& region) noexcept {
   return true;
 }
 
+void TraceTable::drop_empty_regions() noexcept {
+  // Compact regions_ in place, then rebuild the directory at the size the
+  // survivors need. Amortised: runs only once empties outnumber the living.
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < regions_.size(); ++i) {
+    if (regions_[i]->count != 0) regions_[kept++] = std::move(regions_[i]);
+  }
+  regions_.resize(kept);
+  empty_regions_ = 0;
+  last_region_ = nullptr;
+  std::vector<std::int32_t>().swap(directory_);
+  while ((regions_.size() + 1) * 2 > directory_.size()) {
+    if (!grow_directory()) break;  // cannot fail for lack of memory: it only shrank
+  }
+}
+
 bool TraceTable::insert_unaligned(std::uintptr_t address, std::size_t size,
                                   std::uint32_t traceback) noexcept {
   try {
-    auto [it, inserted] = unaligned_.insert_or_assign(address, TraceRecord{address, size, traceback});
+    auto [it, inserted] =
+        unaligned_.insert_or_assign(address, TraceRecord{address, size, traceback});
     if (inserted) ++count_;
     return true;
   } catch (const std::bad_alloc&) {
@@ -138,9 +156,9 @@ bool TraceTable::insert(std::uintptr_t address, std::size_t size, std::uint32_t 
     if (replaced_size) *replaced_size = old_size;
     return true;
   }
-  if ((region->capacity == 0 || over_load(region->count + 1, region->capacity)) &&
-      !grow_region(*region)) {
-    return false;
+  if (region->capacity == 0 || over_load(region->count + 1, region->capacity)) {
+    const std::uint32_t grown = region->capacity ? region->capacity * 2 : kInitialRegionCapacity;
+    if (!resize_region(*region, grown)) return false;
   }
   if (big) {
     try {
@@ -153,7 +171,7 @@ bool TraceTable::insert(std::uintptr_t address, std::size_t size, std::uint32_t 
   std::uint32_t i = home_of(*region, offset);
   while (region->slots[i].traceback != kEmpty) i = (i + 1) & mask;
   region->slots[i] = Slot{offset, big ? kBigSize : static_cast<std::uint16_t>(size), traceback};
-  ++region->count;
+  if (region->count++ == 0) --empty_regions_;
   ++count_;
   return true;
 }
@@ -178,7 +196,8 @@ bool TraceTable::erase(std::uintptr_t address, TraceRecord* removed) noexcept {
   // hole so lookups never need tombstones.
   const std::uint32_t mask = region->capacity - 1;
   auto hole = static_cast<std::uint32_t>(slot - region->slots.get());
-  for (std::uint32_t j = (hole + 1) & mask; region->slots[j].traceback != kEmpty; j = (j + 1) & mask) {
+  for (std::uint32_t j = (hole + 1) & mask; region->slots[j].traceback != kEmpty;
+       j = (j + 1) & mask) {
     const std::uint32_t home = home_of(*region, region->slots[j].offset);
     // Slot j may move into the hole unless its home lies cyclically in (hole, j].
     if (((j - home) & mask) >= ((j - hole) & mask)) {
@@ -189,7 +208,27 @@ bool TraceTable::erase(std::uintptr_t address, TraceRecord* removed) noexcept {
   region->slots[hole] = Slot{0, 0, kEmpty};
   --region->count;
   --count_;
+  give_back_memory(*region);
   return true;
+}
+
+void TraceTable::give_back_memory(Region& region) noexcept {
+  // Shrink a table under 1/10 full to twice its need, so memory follows
+  // the live traces, not the peak. The 8x gap to the growth threshold keeps
+  // an alternating insert/erase from resizing every time.
+  if (region.capacity > kInitialRegionCapacity && region.count * 10 < region.capacity) {
+    std::uint32_t capacity = kInitialRegionCapacity;
+    while (over_load(region.count * 2, capacity)) capacity *= 2;
+    resize_region(region, capacity);  // on failure the bigger table simply stays
+  }
+  if (region.count == 0) {
+    ++empty_regions_;
+    // Keep a few empty regions: a block allocated and freed in a loop in an
+    // otherwise empty region must not cost a malloc per trace.
+    if (empty_regions_ > kKeptEmptyRegions && empty_regions_ * 2 > regions_.size()) {
+      drop_empty_regions();
+    }
+  }
 }
 
 bool TraceTable::find(std::uintptr_t address, TraceRecord* out) const noexcept {
@@ -230,6 +269,7 @@ void TraceTable::clear() noexcept {
   std::vector<std::int32_t>().swap(directory_);
   directory_shift_ = 64;
   last_region_ = nullptr;
+  empty_regions_ = 0;
   count_ = 0;
   big_sizes_ = {};
   unaligned_ = {};

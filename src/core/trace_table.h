@@ -7,8 +7,10 @@
 //
 //   slot = | offset: u16 (address bits 3..18) | size: u16 | traceback: u32 |
 //
-// so a trace costs 8 bytes divided by the table's load (kept between 0.4
-// and 0.8: 10 to 20 bytes, ~14 on average), with no allocation of its own.
+// so a trace costs 8 bytes divided by the table's load, with no allocation
+// of its own. A table grows past 4/5 full (to 2/5) and shrinks under 1/10
+// full, and regions left empty are freed in batches, so memory follows the
+// live traces rather than their peak.
 // Sizes of 64 KiB and more keep their real size in a side map, and so do
 // the rare addresses that are not 8-byte aligned, which have no offset.
 //
@@ -114,7 +116,9 @@ class TraceTable {
   Region* find_region_slow(std::uintptr_t number) const noexcept;
   Region* find_or_add_region(std::uintptr_t number) noexcept;
   bool grow_directory() noexcept;
-  static bool grow_region(Region& region) noexcept;
+  static bool resize_region(Region& region, std::uint32_t capacity) noexcept;
+  void give_back_memory(Region& region) noexcept;
+  void drop_empty_regions() noexcept;
 
   // Fibonacci hashing: one multiply; also run for every slot a deletion shifts.
   static std::uint32_t home_of(const Region& region, std::uint16_t offset) noexcept {
@@ -138,6 +142,7 @@ class TraceTable {
   std::vector<std::int32_t> directory_;
   unsigned directory_shift_ = 64;
   mutable Region* last_region_ = nullptr;  // consecutive calls mostly hit one region
+  std::size_t empty_regions_ = 0;          // regions holding no trace
 
   std::size_t count_ = 0;
   std::unordered_map<std::uintptr_t, std::size_t> big_sizes_;

@@ -2,7 +2,9 @@
 
 #include <Python.h>
 
+#include <atomic>
 #include <deque>
+#include <utility>
 #include <memory>
 #include <mutex>
 
@@ -13,20 +15,35 @@ namespace heapscope::cpython {
 
 namespace {
 
-// What one installation of our hooks wraps. Each hook receives its Link as
-// `ctx`, so hooks installed twice in one chain (ours, someone else's, ours)
-// each forward to their own next allocator and never loop.
+// What one installation of our hooks wraps. Hooks installed twice in one
+// chain (ours, someone else's, ours) each forward to their own next
+// allocator through their own Link, and never loop.
 struct Link {
   PyMemAllocatorDomain domain;
   PyMemAllocatorEx next;
 };
 
-// Links are never freed: a hook may still be running on another thread, or
-// be buried in someone else's chain, long after we unhook. A deque keeps
+// MEM/OBJ hooks receive their Link as `ctx`. Links are never freed: a hook
+// may be buried in someone else's chain long after we unhook. A deque keeps
 // their addresses stable. Guarded by the GIL.
 std::deque<Link>& links() {
   static auto* all = new std::deque<Link>();
   return *all;
+}
+const Link& link_from_ctx(void* ctx) { return *static_cast<const Link*>(ctx); }
+
+// RAW hooks are different: threads call the raw allocator without the GIL
+// while PyMem_SetAllocator rewrites it, and may read the new functions with
+// the old ctx. So a RAW installation keeps the wrapped allocator's own ctx
+// and finds its Link through its function instead (one instantiation per
+// slot): any mix of old and new fields a racing reader sees still works.
+// For the same reason RAW hooks are never removed, only switched off.
+constexpr int kRawSlots = 8;
+Link raw_links[kRawSlots];
+int raw_slots_used = 0;  // guarded by the GIL
+template <int N>
+const Link& raw_link(void*) {
+  return raw_links[N];
 }
 
 // True while this thread runs inside one of our hooks: a nested allocation
@@ -43,8 +60,9 @@ class InsideHook {
   InsideHook& operator=(const InsideHook&) = delete;
 };
 
+template <const Link& (*LinkOf)(void*)>
 void* hook_malloc(void* ctx, std::size_t size) {
-  const Link& link = *static_cast<const Link*>(ctx);
+  const Link& link = LinkOf(ctx);
   if (t_inside_hook || !tracer().engine.tracing()) return link.next.malloc(link.next.ctx, size);
   InsideHook inside;
   void* ptr = link.next.malloc(link.next.ctx, size);
@@ -52,8 +70,9 @@ void* hook_malloc(void* ctx, std::size_t size) {
   return ptr;
 }
 
+template <const Link& (*LinkOf)(void*)>
 void* hook_calloc(void* ctx, std::size_t nelem, std::size_t elsize) {
-  const Link& link = *static_cast<const Link*>(ctx);
+  const Link& link = LinkOf(ctx);
   if (t_inside_hook || !tracer().engine.tracing()) {
     return link.next.calloc(link.next.ctx, nelem, elsize);
   }
@@ -64,8 +83,9 @@ void* hook_calloc(void* ctx, std::size_t nelem, std::size_t elsize) {
   return ptr;
 }
 
+template <const Link& (*LinkOf)(void*)>
 void* hook_realloc(void* ctx, void* ptr, std::size_t new_size) {
-  const Link& link = *static_cast<const Link*>(ctx);
+  const Link& link = LinkOf(ctx);
   core::Engine& engine = tracer().engine;
   if (!engine.tracing()) return link.next.realloc(link.next.ctx, ptr, new_size);
   if (t_inside_hook) {
@@ -78,7 +98,7 @@ void* hook_realloc(void* ctx, void* ptr, std::size_t new_size) {
   InsideHook inside;
   // Take the old trace out first: once realloc frees the old block, another
   // thread may be handed its address and trace it before we could remove it.
-  core::TraceRecord old{};
+  core::Engine::TakenTrace old{};
   const bool had_old = ptr != nullptr && engine.take_trace(reinterpret_cast<std::uintptr_t>(ptr), &old);
   void* moved = link.next.realloc(link.next.ctx, ptr, new_size);
   if (moved != nullptr) {
@@ -89,8 +109,9 @@ void* hook_realloc(void* ctx, void* ptr, std::size_t new_size) {
   return moved;
 }
 
+template <const Link& (*LinkOf)(void*)>
 void hook_free(void* ctx, void* ptr) {
-  const Link& link = *static_cast<const Link*>(ctx);
+  const Link& link = LinkOf(ctx);
   // Untrace before freeing, for the same reason as in realloc. Frees are
   // untraced even from nested calls: the block is gone either way.
   if (ptr != nullptr && tracer().engine.tracing()) {
@@ -99,29 +120,64 @@ void hook_free(void* ctx, void* ptr) {
   link.next.free(link.next.ctx, ptr);
 }
 
-constexpr PyMemAllocatorDomain kDomains[] = {PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
+template <const Link& (*LinkOf)(void*)>
+PyMemAllocatorEx hooks_with(void* ctx) {
+  return PyMemAllocatorEx{ctx, hook_malloc<LinkOf>, hook_calloc<LinkOf>, hook_realloc<LinkOf>,
+                          hook_free<LinkOf>};
+}
 
-bool is_ours(const PyMemAllocatorEx& allocator) { return allocator.malloc == hook_malloc; }
+template <int... N>
+PyMemAllocatorEx raw_hooks_for_slot(int slot, void* ctx, std::integer_sequence<int, N...>) {
+  PyMemAllocatorEx result{};
+  ((slot == N ? (result = hooks_with<raw_link<N>>(ctx), 0) : 0), ...);
+  return result;
+}
+
+template <int... N>
+bool is_raw_hook(const PyMemAllocatorEx& allocator, std::integer_sequence<int, N...>) {
+  return ((allocator.malloc == hook_malloc<raw_link<N>>) || ...);
+}
+
+bool is_ours(const PyMemAllocatorEx& allocator) {
+  return allocator.malloc == hook_malloc<link_from_ctx> ||
+         is_raw_hook(allocator, std::make_integer_sequence<int, kRawSlots>{});
+}
+
+void install_raw_hooks() {
+  PyMemAllocatorEx current;
+  PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &current);
+  if (is_ours(current)) return;  // still on top, switched off since the last stop()
+  if (raw_slots_used == kRawSlots) return;  // pathological restarts: RAW stays untraced
+  const int slot = raw_slots_used++;
+  raw_links[slot] = Link{PYMEM_DOMAIN_RAW, current};
+  std::atomic_thread_fence(std::memory_order_release);  // the Link before the hooks
+  PyMemAllocatorEx ours =
+      raw_hooks_for_slot(slot, current.ctx, std::make_integer_sequence<int, kRawSlots>{});
+  PyMem_SetAllocator(PYMEM_DOMAIN_RAW, &ours);
+}
+
+constexpr PyMemAllocatorDomain kGilDomains[] = {PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
 
 }  // namespace
 
 void install_hooks() {
-  for (PyMemAllocatorDomain domain : kDomains) {
+  install_raw_hooks();
+  for (PyMemAllocatorDomain domain : kGilDomains) {
     PyMemAllocatorEx current;
     PyMem_GetAllocator(domain, &current);
     if (is_ours(current)) continue;
     Link& link = links().emplace_back(Link{domain, current});
-    PyMemAllocatorEx ours{&link, hook_malloc, hook_calloc, hook_realloc, hook_free};
+    PyMemAllocatorEx ours = hooks_with<link_from_ctx>(&link);
     PyMem_SetAllocator(domain, &ours);
   }
 }
 
 void uninstall_hooks() {
-  for (PyMemAllocatorDomain domain : kDomains) {
+  for (PyMemAllocatorDomain domain : kGilDomains) {
     PyMemAllocatorEx current;
     PyMem_GetAllocator(domain, &current);
-    if (!is_ours(current)) continue;
-    PyMemAllocatorEx next = static_cast<Link*>(current.ctx)->next;
+    if (current.malloc != hook_malloc<link_from_ctx>) continue;
+    PyMemAllocatorEx next = link_from_ctx(current.ctx).next;
     PyMem_SetAllocator(domain, &next);
   }
 }

@@ -7,8 +7,12 @@ namespace heapscope::cpython {
 // already there. Needs the GIL.
 void install_hooks();
 
-// Restores the allocator our hooks wrapped, in each domain where our hooks
-// are on top. Where another hook was installed over ours (CPython's own
+// Restores the allocator our hooks wrapped, in the MEM and OBJ domains
+// where our hooks are on top. The RAW hooks stay installed and pass calls
+// straight through while tracing is off: other threads call the raw
+// allocator without the GIL, so rewriting it races them (a torn read of
+// the allocator struct), and the hooks are built so that the one install
+// is safe against that race but a removal could not be. Where another hook was installed over ours (CPython's own
 // tracemalloc, say), ours stay in its chain and pass calls straight through
 // while tracing is off: unhooking from the middle of a chain is impossible.
 // Needs the GIL.

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "object_address.h"
+#include "snapshot_binding.h"
 #include "tracer.h"
 
 namespace nb = nanobind;
@@ -138,7 +139,17 @@ NB_MODULE(_heapscope, m) {
   m.def("start", [](nb::handle nframe) { hs::start(hs::nframe_from(nframe)); },
         nb::arg("nframe").none());
   m.def("stop", &hs::stop);
-  m.def("is_tracing", &hs::is_tracing);
+  m.def("is_tracing", [] {
+    if (hs::repair_hooks() &&
+        PyErr_WarnEx(PyExc_RuntimeWarning,
+                     "another tracer (CPython's tracemalloc.stop()?) removed heapscope's "
+                     "allocator hooks; they are installed again, but blocks allocated in "
+                     "between were not traced",
+                     1) < 0) {
+      throw nb::python_error();
+    }
+    return hs::is_tracing();
+  });
   m.def("clear_traces", &hs::clear_traces);
   m.def("get_traceback_limit", [] { return hs::tracer().max_nframe.load(); });
   m.def("get_traced_memory", [] {
@@ -154,4 +165,5 @@ NB_MODULE(_heapscope, m) {
   m.def("_get_object_traceback", &hs::get_object_traceback, nb::arg("obj"));
   m.def("_dropped_traces", [] { return hs::tracer().engine.dropped_traces(); },
         "Blocks left untraced because the tracer's tables could not grow.");
+  hs::register_snapshot_binding(m);
 }

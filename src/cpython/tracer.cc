@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "allocator_hooks.h"
+#include "block_recorder.h"
 #include "reference_tracer.h"
 
 namespace heapscope::cpython {
@@ -94,6 +95,26 @@ void clear_traces() {
 }
 
 bool is_tracing() noexcept { return tracer().engine.tracing(); }
+
+bool repair_hooks() {
+  if (!is_tracing()) return false;
+  auto seen = [](void* block) {
+    return block != nullptr && take_last_recorded_block() == reinterpret_cast<std::uintptr_t>(block);
+  };
+  take_last_recorded_block();
+  void* raw = PyMem_RawMalloc(1);
+  const bool raw_ok = seen(raw);
+  PyMem_RawFree(raw);
+  void* mem = PyMem_Malloc(1);
+  const bool mem_ok = seen(mem);
+  PyMem_Free(mem);
+  void* obj = PyObject_Malloc(1);
+  const bool obj_ok = seen(obj);
+  PyObject_Free(obj);
+  if (raw_ok && mem_ok && obj_ok) return false;
+  install_hooks();  // puts ours on top of whatever is there now
+  return true;
+}
 
 std::size_t memory_usage() {
   Tracer& t = tracer();

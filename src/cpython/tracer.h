@@ -42,6 +42,13 @@ void stop();
 void clear_traces();
 bool is_tracing() noexcept;
 
+// Another tracer installed under ours can take our hooks out of the chain
+// when it stops (CPython's tracemalloc.stop() restores the allocator it
+// saved, which is not ours). Probes each domain with a one-byte allocation
+// our hooks must see; where they did not, installs them again. Returns
+// whether any domain had lost them. Needs the GIL; only while tracing.
+bool repair_hooks();
+
 // Bytes the tracer itself holds: tables, caches, interned names.
 std::size_t memory_usage();
 

@@ -1,0 +1,73 @@
+"""One measurement, in a fresh process: run.py starts this file per run.
+
+    child.py time    '{"workload": "json", "config": "heapscope-1", "loops": 30}'
+    child.py memory  '{"config": "heapscope-1", "objects": 1000000}'
+    child.py probe   '{"config": "memray"}'
+
+Prints one line, ``BENCH-RESULT <json>``, on stdout; anything else the
+workload prints is ignored.  A failure is a Python traceback on stderr and a
+non-zero exit status, which the parent reports as n/a with the last line.
+
+Timing covers the workload body only, both as wall-clock time and as the
+CPU time of the process (all its threads, so a tracer's helper threads
+count): the interpreter's startup, the imports,
+the workload's setup and one untraced warm-up call happen before the tracer
+starts; stopping the tracer happens after the clock stops.
+"""
+
+import json
+import sys
+import time
+
+import configs
+
+MARKER = "BENCH-RESULT"
+
+
+def time_workload(spec):
+    import workloads
+
+    config = configs.BY_KEY[spec["config"]]
+    workload = workloads.BY_NAME[spec["workload"]]
+    loops = spec["loops"]
+
+    configs.import_tracer(config)
+    body = workload.setup()
+    body()  # warm-up: caches, lazily imported modules, specialised bytecode
+
+    stop = configs.start(config)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for _ in range(loops):
+        body()
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    result = stop()
+    result.update({"wall": wall, "cpu": cpu})
+    return result
+
+
+def measure_memory(spec):
+    import rss
+
+    return rss.measure(configs.BY_KEY[spec["config"]], spec["objects"])
+
+
+def probe(spec):
+    config = configs.BY_KEY[spec["config"]]
+    module = configs.import_tracer(config)
+    stop = configs.start(config)
+    stop()
+    return {"version": getattr(module, "__version__", None)}
+
+
+MODES = {"time": time_workload, "memory": measure_memory, "probe": probe}
+
+
+def main():
+    mode, spec = sys.argv[1], json.loads(sys.argv[2])
+    result = MODES[mode](spec)
+    sys.stdout.flush()
+    print(MARKER, json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

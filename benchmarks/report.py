@@ -1,0 +1,466 @@
+"""Turning measured times into the tables, the targets and the plot.
+
+``summarize`` reduces the raw results (every run's seconds, per workload and
+configuration) to slowdowns; ``text`` and ``markdown`` lay the same numbers
+out for the terminal and for docs/benchmarks.md; ``plot`` draws them.
+"""
+
+import math
+import os
+import statistics
+
+import configs as configs_module
+
+# A ratio of added times means nothing when the reference adds almost nothing:
+# below this fraction of the untraced time it is shown as "n/m".
+MEANINGFUL_ADDED = 0.05
+
+CLOCK_NAMES = {"cpu": "CPU time", "wall": "wall-clock time"}
+
+# Issue 4's targets.
+TARGET_GEOMEAN_1 = 1.25
+TARGET_MAX_1 = 2.0
+TARGET_ADD_RATIO = 1 / 3
+TARGET_GEOMEAN_25 = 1.5
+TARGET_BYTES_PER_BLOCK = 16
+
+
+def geomean(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+class Summary:
+    """Slowdowns, add ratios, geomeans and memory per block of one run."""
+
+    def __init__(self, results, clock=None):
+        self.results = results
+        self.clock = clock or results["clock"]
+        self.meta = results["meta"]
+        self.workloads = results["workloads"]
+        self.configs = [configs_module.BY_KEY[k] for k in results["configs"]]
+        self.traced = [c for c in self.configs if c.key != "none"]
+        self.descriptions = results.get("descriptions", {})
+        self.errors = results["errors"]            # {workload: {config: reason}}
+        self.minimum = {}                          # {workload: {config: s}}
+        self.median = {}
+        times = results["times"][self.clock]
+        for w in self.workloads:
+            self.minimum[w] = {c: min(ts) for c, ts in times[w].items() if ts}
+            self.median[w] = {c: statistics.median(ts) for c, ts in times[w].items() if ts}
+        self.memory = results.get("memory", {})
+        self.memory_errors = results.get("memory_errors", {})
+
+    # --- timing -------------------------------------------------------------
+
+    def slowdown(self, w, c, by="minimum"):
+        times = getattr(self, by)[w]
+        if "none" not in times or c not in times:
+            return None
+        return times[c] / times["none"]
+
+    def geomean(self, c, by="minimum"):
+        return geomean([self.slowdown(w, c, by) for w in self.workloads])
+
+    def geomean_count(self, c):
+        return sum(self.slowdown(w, c) is not None for w in self.workloads)
+
+    def add_ratio(self, w, nframe):
+        """Time heapscope adds / time CPython's tracemalloc adds (minima)."""
+        times = self.minimum[w]
+        ours, theirs = f"heapscope-{nframe}", f"tracemalloc-{nframe}"
+        if not all(k in times for k in ("none", ours, theirs)):
+            return None, "n/a"
+        base = times["none"]
+        added_theirs = times[theirs] - base
+        if added_theirs < MEANINGFUL_ADDED * base:
+            return None, "n/m"
+        return (times[ours] - base) / added_theirs, None
+
+    def has(self, key):
+        return any(c.key == key for c in self.configs)
+
+    def reason(self, w, c):
+        return self.errors.get(w, {}).get(c)
+
+    # --- memory -------------------------------------------------------------
+
+    def bytes_per_block(self, c):
+        """RSS the tracer adds per traced block, and the block count used."""
+        m = self.memory
+        if c not in m or "none" not in m:
+            return None, None
+        blocks = m[c].get("blocks") or m.get("tracemalloc-1", {}).get("blocks") \
+            or m.get("heapscope-1", {}).get("blocks")
+        if not blocks:
+            return None, None
+        added = m[c]["rss_delta_bytes"] - m["none"]["rss_delta_bytes"]
+        return added / blocks, blocks
+
+    # --- targets ------------------------------------------------------------
+
+    def targets(self):
+        """Issue 4's targets: (statement, measured, met or None if unknown)."""
+        rows = []
+        g1 = self.geomean("heapscope-1") if self.has("heapscope-1") else None
+        rows.append((f"nframe=1 geomean slowdown <= {TARGET_GEOMEAN_1}x",
+                     _x(g1), None if g1 is None else g1 <= TARGET_GEOMEAN_1))
+        worst = self._worst(lambda w: self.slowdown(w, "heapscope-1"))
+        rows.append((f"nframe=1: no workload above {TARGET_MAX_1:g}x",
+                     "n/a" if worst is None else f"max {_x(worst[1])} ({worst[0]})",
+                     None if worst is None else worst[1] <= TARGET_MAX_1))
+        worst = self._worst(lambda w: self.add_ratio(w, 1)[0])
+        rows.append(("nframe=1: heapscope adds <= 1/3 of the time tracemalloc adds, "
+                     "on every workload",
+                     "n/a" if worst is None else f"max {worst[1]:.2f} ({worst[0]})",
+                     None if worst is None else worst[1] <= TARGET_ADD_RATIO))
+        g25 = self.geomean("heapscope-25") if self.has("heapscope-25") else None
+        rows.append((f"nframe=25 geomean slowdown <= {TARGET_GEOMEAN_25}x",
+                     _x(g25), None if g25 is None else g25 <= TARGET_GEOMEAN_25))
+        bpb, _ = self.bytes_per_block("heapscope-1")
+        rows.append((f"<= {TARGET_BYTES_PER_BLOCK} bytes of RSS per traced block",
+                     "n/a" if bpb is None else f"{bpb:.1f} B",
+                     None if bpb is None else bpb <= TARGET_BYTES_PER_BLOCK))
+        gm = self.geomean("memray") if self.has("memray") else None
+        met = None if gm is None or g1 is None else g1 < gm
+        rows.append(("ahead of memray (Python allocators) on the geomean",
+                     f"heapscope nframe=1 {_x(g1)}, nframe=25 {_x(g25)}; memray {_x(gm)}",
+                     met))
+        return rows
+
+    def _worst(self, value):
+        found = [(w, value(w)) for w in self.workloads]
+        found = [f for f in found if f[1] is not None]
+        return max(found, key=lambda f: f[1]) if found else None
+
+
+def _x(value):
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _ratio(summary, w, nframe):
+    value, why = summary.add_ratio(w, nframe)
+    return why if value is None else f"{value:.2f}".replace("-0.00", "0.00")
+
+
+def _cell(summary, w, c):
+    value = summary.slowdown(w, c.key)
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _mib(n):
+    return f"{n / 2**20:.1f}"
+
+
+# --- the tables ---------------------------------------------------------------
+
+def slowdown_rows(summary):
+    """Header and rows of the main table, shared by text and markdown."""
+    header = ["workload", "untraced"] + [c.label for c in summary.traced]
+    ratios = [n for n in (1, 25) if summary.has(f"heapscope-{n}") and summary.has(f"tracemalloc-{n}")]
+    header += [f"hs/tm added, nframe={n}" for n in ratios]
+    rows = []
+    for w in summary.workloads:
+        base = summary.minimum[w].get("none")
+        row = [w, "n/a" if base is None else f"{base:.3f} s"]
+        row += [_cell(summary, w, c) for c in summary.traced]
+        row += [_ratio(summary, w, n) for n in ratios]
+        rows.append(row)
+    geo = ["geomean", ""]
+    for c in summary.traced:
+        g = summary.geomean(c.key)
+        n = summary.geomean_count(c.key)
+        geo.append(_x(g) + ("" if n in (0, len(summary.workloads)) else f" ({n} of {len(summary.workloads)})"))
+    geo += [""] * len(ratios)
+    rows.append(geo)
+    return header, rows
+
+
+def memory_rows(summary):
+    header = ["tracer", "blocks", "RSS delta (MiB)", "added by tracing (MiB)", "bytes per block"]
+    rows = []
+    for key in ("none", "tracemalloc-1", "heapscope-1", "memray"):
+        if key in summary.memory:
+            m = summary.memory[key]
+            bpb, blocks = summary.bytes_per_block(key)
+            added = m["rss_delta_bytes"] - summary.memory["none"]["rss_delta_bytes"] \
+                if "none" in summary.memory else None
+            label = configs_module.BY_KEY[key].label
+            if key == "memray":
+                label += " *"
+            rows.append([label,
+                         "" if key == "none" else f"{blocks:,}" if blocks else "n/a",
+                         _mib(m["rss_delta_bytes"]),
+                         "" if key == "none" or added is None else _mib(added),
+                         "" if key == "none" else "n/a" if bpb is None else f"{bpb:.1f}"])
+        elif key in summary.memory_errors:
+            rows.append([configs_module.BY_KEY[key].label, "n/a", "n/a", "n/a",
+                         f"n/a: {summary.memory_errors[key]}"])
+    return header, rows
+
+
+def _text_table(header, rows):
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = lambda r: "  ".join(str(v).rjust(w) if i else str(v).ljust(w)
+                               for i, (v, w) in enumerate(zip(r, widths)))
+    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+
+
+def _md_table(header, rows):
+    out = ["| " + " | ".join(header) + " |",
+           "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    for r in rows:
+        cells = [f"**{v}**" if r[0] == "geomean" and v else str(v) for v in r]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def _failures(summary):
+    """One line per reason: what could not be measured, and why."""
+    by_reason = {}
+    for w in summary.workloads:
+        for c, why in summary.errors.get(w, {}).items():
+            by_reason.setdefault(why, set()).add((w, c))
+    order = [c.key for c in summary.configs]
+    lines = []
+    for why, pairs in by_reason.items():
+        workloads = sorted({w for w, _ in pairs}, key=summary.workloads.index)
+        configs = sorted({c for _, c in pairs}, key=order.index)
+        if len(pairs) == len(workloads) * len(configs):
+            what = (", ".join(configs) if len(workloads) == len(summary.workloads)
+                    else ", ".join(workloads) if configs == order
+                    else f"{', '.join(workloads)} under {', '.join(configs)}")
+        else:
+            what = ", ".join(f"{w} under {c}" for w, c in sorted(pairs))
+        lines.append(f"{what}: {why}")
+    return lines
+
+
+def _target_lines(summary):
+    out = []
+    for statement, measured, met in summary.targets():
+        mark = "unknown" if met is None else "met" if met else "MISSED"
+        out.append((statement, measured, mark))
+    return out
+
+
+def text(summary):
+    meta = summary.meta
+    parts = [f"heapscope {meta['commit']} on {meta['python']}, {meta['nproc']} x {meta['cpu']}; "
+             f"slowdown against no tracing, minimum {CLOCK_NAMES[summary.clock]} of "
+             f"{meta['repeat']} runs",
+             "", _text_table(*slowdown_rows(summary))]
+    if summary.memory or summary.memory_errors:
+        parts += ["", f"Memory per traced block ({meta.get('memory_objects', 0):,} objects kept alive):",
+                  _text_table(*memory_rows(summary))]
+    parts += ["", "Issue 4 targets:"]
+    parts += [f"  [{mark}] {s}: {m}" for s, m, mark in _target_lines(summary)]
+    failures = _failures(summary)
+    if failures:
+        parts += ["", "Not measured:"] + [f"  {f}" for f in failures]
+    for warning in meta.get("warnings", []):
+        parts += ["", f"WARNING: {warning}"]
+    return "\n".join(parts)
+
+
+def markdown(summary, plot_name):
+    meta = summary.meta
+    traced_labels = ", ".join(c.label for c in summary.traced)
+    lines = [
+        "# Benchmarks",
+        "",
+        "<!-- Written by benchmarks/run.py; rerun it rather than editing by hand. -->",
+        "",
+        "heapscope side by side with CPython's `tracemalloc` and memray: the same "
+        "workloads, each in a fresh process per run, every configuration of a workload "
+        "interleaved (round robin) in one invocation. Times cover the workload body only "
+        "(no interpreter startup, imports, setup or warm-up call).",
+        "",
+        f"- Date: {meta['date']}",
+        f"- Python: {meta['python']} (`{meta['python_path']}`)",
+        f"- Machine: {meta['nproc']} CPUs, {meta['cpu']}, {meta['memory']} RAM, Linux {meta['kernel']}; "
+        f"load average {meta['load_before']:.1f} before, {meta.get('load_after', 0):.1f} after",
+        f"- heapscope commit: `{meta['commit']}`",
+        f"- Command: `{meta['command']}`",
+        f"- Mode: {meta['mode']}, {meta['repeat']} runs per configuration, "
+        f"took {meta.get('elapsed', 0) / 60:.1f} min",
+        "",
+    ]
+    for warning in meta.get("warnings", []):
+        lines += [f"> **Warning:** {warning}", ""]
+    lines += [
+        "## Slowdown against no tracing",
+        "",
+        f"Minimum {CLOCK_NAMES[summary.clock]} of {meta['repeat']} runs under each "
+        "configuration divided by the minimum untraced time"
+        + (" (CPU time of the whole process, every thread, so that other processes on the "
+           "machine do not count)" if summary.clock == "cpu" else "") + ". *hs/tm added* is the time heapscope adds divided by the "
+        "time CPython's tracemalloc adds at the same traceback depth (issue 4's target at "
+        "nframe=1: at most 0.33); *n/m* where tracemalloc adds under "
+        f"{MEANINGFUL_ADDED:.0%}, so the ratio would be noise.",
+        "",
+        _md_table(*slowdown_rows(summary)),
+        "",
+    ]
+    if plot_name:
+        lines += [f"![Slowdown per workload ({traced_labels}) and resident memory per "
+                  f"traced block]({plot_name})", ""]
+    if summary.memory or summary.memory_errors:
+        lines += [
+            "## Memory per traced block",
+            "",
+            f"Resident memory (RSS from `/proc/self/statm`) a fresh process gains while "
+            f"allocating {meta.get('memory_objects', 0):,} small objects and keeping them "
+            "alive, with the tracer started first; the untraced run's gain is subtracted and "
+            "the rest divided by the number of blocks those objects added to the tracer's "
+            "traces. Median of "
+            f"{meta.get('memory_repeat', 1)} runs. This is what the operating system charges, "
+            "not the tracer's own estimate.",
+            "",
+            _md_table(*memory_rows(summary)),
+            "",
+        ]
+        if "memray" in summary.memory:
+            size = summary.memory["memray"].get("memray_file_bytes")
+            lines += [
+                "\\* memray keeps almost nothing in memory: it streams every allocation to its "
+                "capture file" + (f" ({_mib(size)} MiB for this run)" if size else "")
+                + ", so its cost per block is on disk, not in RSS; the block count is the "
+                "one CPython's tracemalloc counted for the same objects.",
+                "",
+            ]
+    lines += ["## Issue 4 targets", "", "| target | measured | |", "|---|---|---|"]
+    lines += [f"| {s} | {m} | {mark} |" for s, m, mark in _target_lines(summary)]
+    lines += [""]
+    failures = _failures(summary)
+    if failures:
+        lines += ["## Not measured", ""] + [f"- {f}" for f in failures] + [""]
+    lines += [
+        "## Times",
+        "",
+        f"Seconds of {CLOCK_NAMES[summary.clock]} per configuration, minimum / median of "
+        "the runs.",
+        "",
+    ]
+    header = ["workload"] + [c.label for c in summary.configs]
+    rows = []
+    for w in summary.workloads:
+        row = [w]
+        for c in summary.configs:
+            if c.key in summary.minimum[w]:
+                row.append(f"{summary.minimum[w][c.key]:.3f} / {summary.median[w][c.key]:.3f}")
+            else:
+                row.append("n/a")
+        rows.append(row)
+    lines += [_md_table(header, rows), ""]
+    lines += ["Geomean slowdown from medians instead of minima: " + ", ".join(
+        f"{c.label} {_x(summary.geomean(c.key, 'median'))}" for c in summary.traced) + ".", ""]
+    other = "wall" if summary.clock == "cpu" else "cpu"
+    if summary.results["times"].get(other):
+        alt = Summary(summary.results, other)
+        lines += [f"Geomean slowdown from minimum {CLOCK_NAMES[other]} instead: " + ", ".join(
+            f"{c.label} {_x(alt.geomean(c.key))}" for c in alt.traced) + ".", ""]
+    lines += ["## Workloads", ""]
+    lines += [f"- **{w}**: {summary.descriptions.get(w, '')}" for w in summary.workloads]
+    lines += [
+        "",
+        "## Reproducing",
+        "",
+        "```sh",
+        "python3 benchmarks/run.py --install     # full run (15-30 min): prints, writes this file and the plot",
+        "python3 benchmarks/run.py --quick       # a minute or two, before landing a hot-path change",
+        "python3 benchmarks/run.py --python ~/.pyenv/versions/3.12.1/bin/python --out /tmp/b312.md",
+        "```",
+        "",
+        "See `python3 benchmarks/run.py --help` for choosing workloads, configurations and repeats.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --- the plot -----------------------------------------------------------------
+
+COLOURS = {
+    "tracemalloc-1": "#f4a582",
+    "tracemalloc-25": "#ca0020",
+    "memray": "#999999",
+    "heapscope-1": "#92c5de",
+    "heapscope-25": "#0571b0",
+}
+
+
+def plot(summary, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    names = summary.workloads + ["geomean"]
+    traced = summary.traced
+    memory_keys = [k for k in ("tracemalloc-1", "heapscope-1", "memray")
+                   if summary.bytes_per_block(k)[0] is not None]
+
+    fig = plt.figure(figsize=(14, 6.5))
+    grid = fig.add_gridspec(1, 2, width_ratios=[5, 1] if memory_keys else [1, 0.0001], wspace=0.18)
+    ax = fig.add_subplot(grid[0])
+    width = 0.8 / max(len(traced), 1)
+    top = 1.0
+    for i, c in enumerate(traced):
+        values = [summary.slowdown(w, c.key) for w in summary.workloads] + [summary.geomean(c.key)]
+        xs = [j + (i - (len(traced) - 1) / 2) * width for j in range(len(names))]
+        present = [(x, v) for x, v in zip(xs, values) if v is not None]
+        if present:
+            ax.bar([x for x, _ in present], [v - 1 for _, v in present], width, bottom=1,
+                   label=c.label, color=COLOURS.get(c.key, None), edgecolor="white", linewidth=0.4)
+            top = max(top, max(v for _, v in present))
+    ax.set_yscale("log")
+    ticks = [t for t in (1, 1.25, 1.5, 2, 3, 5, 10, 20, 50, 100) if t <= top * 1.5]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.set_ylim(0.95, top * 1.4)
+    ax.axhline(1, color="black", linewidth=0.8)
+    if summary.has("heapscope-1"):
+        ax.axhline(TARGET_GEOMEAN_1, color="#0571b0", linewidth=0.8, linestyle=":",
+                   label=f"target for heapscope nframe=1 ({TARGET_GEOMEAN_1}x geomean)")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=30, ha="right")
+    ax.get_xticklabels()[-1].set_fontweight("bold")
+    ax.axvline(len(names) - 1.5, color="grey", linewidth=0.6)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylabel("slowdown against no tracing (log scale, lower is better)")
+    ax.grid(axis="y", linewidth=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=9, ncol=3,
+              frameon=False)
+    meta = summary.meta
+    ax.set_title(f"heapscope {meta['commit'].split()[0]} on {meta['python']}, "
+                 f"{meta['nproc']} x {meta['cpu']}, {meta['date'][:10]} "
+                 f"(minimum {CLOCK_NAMES[summary.clock]} of {meta['repeat']} runs)", fontsize=10)
+
+    if memory_keys:
+        mx = fig.add_subplot(grid[1])
+        values = [summary.bytes_per_block(k)[0] for k in memory_keys]
+        labels = [configs_module.BY_KEY[k].label.replace(" (Python allocators)", "*")
+                  .replace(" nframe=1", "") for k in memory_keys]
+        bars = mx.bar(range(len(values)), values, 0.6,
+                      color=[COLOURS.get(k) for k in memory_keys])
+        for b, v in zip(bars, values):
+            mx.text(b.get_x() + b.get_width() / 2, max(v, 0), f"{v:.0f}", ha="center",
+                    va="bottom", fontsize=9)
+        mx.axhline(TARGET_BYTES_PER_BLOCK, color="#0571b0", linewidth=0.8, linestyle=":")
+        mx.text(len(values) - 0.6, TARGET_BYTES_PER_BLOCK, f"target {TARGET_BYTES_PER_BLOCK}",
+                ha="right", va="bottom", fontsize=8, color="#0571b0")
+        mx.set_xticks(range(len(values)))
+        mx.set_xticklabels(labels, rotation=30, ha="right")
+        mx.set_ylabel("RSS added per traced block (bytes)")
+        mx.set_title("RSS per traced block\n(1M objects, nframe=1)", fontsize=10)
+        mx.set_ylim(0, max(values + [TARGET_BYTES_PER_BLOCK]) * 1.15)
+        mx.grid(axis="y", linewidth=0.3)
+        if "memray" in memory_keys:
+            mx.set_xlabel("* memray streams its\nrecords to a file", fontsize=8)
+
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return os.path.abspath(path)

@@ -1,0 +1,76 @@
+// statistics, compare_to and filter_traces over frozen snapshots, with the
+// results (and orders, ties included) of tracemalloc's Python code.
+//
+// Grouping works on ids: traces are first summed per traceback id, then each
+// used traceback is expanded into its keys (a line, a file, or its whole
+// frame sequence), so the cost is one pass over the traces plus one over the
+// distinct tracebacks. Keys are ordered as tracemalloc orders Traceback
+// objects: by their frames oldest first, each (filename, lineno), with
+// filenames compared by code point (= by UTF-8 bytes).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/snapshot/fnmatch.h"
+#include "core/snapshot/frozen_snapshot.h"
+
+namespace heapscope::core::snapshot {
+
+enum class KeyType { kTraceback, kFilename, kLineno };
+
+// Raised when a snapshot holds data the Python reference would fail on in
+// its own way (an empty traceback grouped by 'filename', say): the caller
+// runs the reference instead, which raises the exact Python error.
+struct Unsupported : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A statistic's traceback: frames most recent first, filename ids in `tables`.
+struct Key {
+  const Tables* tables;
+  std::vector<Frame> frames;
+};
+
+struct StatRow {
+  Key key;
+  std::int64_t size;
+  std::int64_t count;
+};
+
+struct DiffRow {
+  Key key;
+  std::int64_t size;
+  std::int64_t size_diff;
+  std::int64_t count;
+  std::int64_t count_diff;
+};
+
+// Sorted as Snapshot.statistics sorts: (size, count, traceback), descending.
+std::vector<StatRow> statistics(const Snapshot& snap, KeyType key_type, bool cumulative);
+
+// Sorted as Snapshot.compare_to sorts:
+// (|size_diff|, size, |count_diff|, count, traceback), descending.
+std::vector<DiffRow> compare(const Snapshot& now, const Snapshot& old, KeyType key_type, bool cumulative);
+
+struct FilterSpec {
+  bool domain_filter = false;  // DomainFilter: only inclusive and domain count
+  bool inclusive = true;
+  Pattern pattern;             // already normalised (".pyc" -> ".py")
+  // lineno / domain: nullopt means None; `never` means a value no trace's
+  // lineno / domain can equal (a string, 1.5, -1...).
+  std::optional<std::int64_t> lineno;
+  bool lineno_never = false;
+  bool all_frames = false;
+  std::optional<std::uint64_t> domain;
+  bool domain_never = false;
+};
+
+// The traces that pass: at least one inclusive filter (if any) and every
+// exclusive one. Throws Unsupported where the reference would raise.
+Snapshot filter(const Snapshot& snap, const std::vector<FilterSpec>& filters);
+
+}  // namespace heapscope::core::snapshot
