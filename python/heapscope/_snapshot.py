@@ -455,9 +455,18 @@ def _pickled_snapshot_problem(snapshot):
         return None  # converted: every trace is well formed
     for trace in raw:
         if not _is_raw_trace(trace):
-            return ('a trace is not a (domain, size, frames, total_nframe) tuple: %.200r'
-                    % (trace,))
+            return ('a trace is not a (domain, size, frames, total_nframe) tuple: %.200s'
+                    % _safe_repr(trace))
     return None
+
+
+def _safe_repr(obj):
+    # A hostile file can hold half-built objects of the admitted classes,
+    # whose repr itself fails: the message must still come out.
+    try:
+        return repr(obj)
+    except Exception:
+        return '<%s object>' % type(obj).__name__
 
 
 def _loadable_globals():
