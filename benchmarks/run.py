@@ -284,9 +284,20 @@ def publish(results, args, out):
             log(f"no plot: {e} (pip install -r {os.path.relpath(environment.REQUIREMENTS)})")
             png_name = None
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        # Sections written by other benchmarks (snapshot_scale.py) follow a
+        # marker and survive a rerun of this one.
+        kept = ""
+        if os.path.exists(out):
+            with open(out) as f:
+                previous = f.read()
+            if KEEP_MARKER in previous:
+                kept = "\n" + previous[previous.index(KEEP_MARKER):]
         with open(out, "w") as f:
-            f.write(report.markdown(summary, png_name))
+            f.write(report.markdown(summary, png_name) + kept)
         log(f"wrote {out}")
+
+
+KEEP_MARKER = "<!-- other benchmarks: kept across reruns of run.py -->"
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 #include "trace_table.h"
 
+#include <algorithm>
 #include <new>
 
 namespace heapscope::core {
@@ -42,7 +43,12 @@ TraceTable::Region* TraceTable::find_region_slow(std::uintptr_t number) const no
 }
 
 bool TraceTable::grow_directory() noexcept {
-  const std::size_t capacity = directory_.empty() ? 64 : directory_.size() * 2;
+  return rebuild_directory(directory_.empty() ? 64 : directory_.size() * 2);
+}
+
+bool TraceTable::rebuild_directory(std::size_t capacity) noexcept {
+  // At most half full, so probing always ends at an empty slot.
+  if (regions_.size() * 2 > capacity) return false;
   try {
     std::vector<std::int32_t> fresh(capacity, -1);
     const unsigned shift = 64 - static_cast<unsigned>(__builtin_ctzll(capacity));
@@ -107,9 +113,17 @@ void TraceTable::drop_empty_regions() noexcept {
   regions_.resize(kept);
   empty_regions_ = 0;
   last_region_ = nullptr;
-  std::vector<std::int32_t>().swap(directory_);
-  while ((regions_.size() + 1) * 2 > directory_.size()) {
-    if (!grow_directory()) break;  // cannot fail for lack of memory: it only shrank
+  std::size_t capacity = 64;
+  while ((regions_.size() + 1) * 2 > capacity) capacity *= 2;
+  if (capacity < directory_.size() && rebuild_directory(capacity)) return;
+  // No memory for a smaller directory: re-index in the one we have, which
+  // was big enough for more regions than are left, without allocating.
+  std::fill(directory_.begin(), directory_.end(), -1);
+  const std::size_t mask = directory_.size() - 1;
+  for (std::size_t index = 0; index < regions_.size(); ++index) {
+    std::size_t i = (regions_[index]->number * kFibonacci) >> directory_shift_;
+    while (directory_[i] >= 0) i = (i + 1) & mask;
+    directory_[i] = static_cast<std::int32_t>(index);
   }
 }
 

@@ -116,6 +116,7 @@ class TraceTable {
   Region* find_region_slow(std::uintptr_t number) const noexcept;
   Region* find_or_add_region(std::uintptr_t number) noexcept;
   bool grow_directory() noexcept;
+  bool rebuild_directory(std::size_t capacity) noexcept;
   static bool resize_region(Region& region, std::uint32_t capacity) noexcept;
   void give_back_memory(Region& region) noexcept;
   void drop_empty_regions() noexcept;
