@@ -15,6 +15,7 @@ both modules made unimportable.
 Run: python -m pytest tests/test_coexistence.py -q
 """
 
+import collections
 import ctypes
 import itertools
 import os
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 
 import pytest
 
@@ -161,6 +163,13 @@ _SEQUENCES = sorted(set(
 ))
 
 
+# tracemalloc.stop() puts back the allocator it found at its start, which
+# drops any hooks installed above it since: heapscope notices at its next
+# API call, installs them again and says so with this warning.
+_REPAIR_WARNING = "another tracer .* removed heapscope's allocator hooks"
+
+
+@pytest.mark.filterwarnings(f"ignore:{_REPAIR_WARNING}:RuntimeWarning")
 @pytest.mark.parametrize("sequence", _SEQUENCES, ids=lambda s: "-".join(a.replace(".", "_") for a in s))
 def test_both_tracers_keep_tracing_correctly_in_every_start_and_stop_order(sequence):
     _run_sequence(sequence)
@@ -174,7 +183,25 @@ def test_heapscope_keeps_tracing_when_tracemalloc_started_first_stops_while_we_t
     heapscope.start()
     _check_heapscope_traces_new_blocks("both tracing")
     tracemalloc.stop()
-    _check_heapscope_traces_new_blocks("after tracemalloc.stop() while heapscope traces")
+    with pytest.warns(RuntimeWarning, match=_REPAIR_WARNING):
+        assert heapscope.is_tracing()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # repaired once, no warning again
+        _check_heapscope_traces_new_blocks("after tracemalloc.stop() while heapscope traces")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known gap: tracemalloc.stop() unhooks heapscope, and blocks allocated before "
+    "heapscope's next API call notices (and re-installs its hooks) are not traced"))
+def test_a_block_allocated_right_after_tracemalloc_stop_unhooked_us_is_traced():
+    tracemalloc.start()
+    heapscope.start()
+    tracemalloc.stop()
+    obj = _allocate_object()  # no heapscope call between the stop and this
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        tb = heapscope.get_object_traceback(obj)
+    assert tb is not None
 
 
 def test_heapscope_started_twice_around_tracemalloc_traces_each_block_once():
@@ -193,6 +220,45 @@ def test_heapscope_started_twice_around_tracemalloc_traces_each_block_once():
     _check_heapscope_traces_new_blocks("after tracemalloc.stop()")
     heapscope.stop()
     _check_stopped("end")
+
+
+def _allocate_many(count):
+    keep = [None] * count
+    for i in range(count):
+        keep[i] = bytearray(1000)  # @many
+    return keep
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limitation: CPython's tracemalloc, started on top of heapscope, keeps its "
+    "own tables with the allocator it wrapped, which is heapscope's RAW hook, so heapscope "
+    "records those bookkeeping blocks at the user's line; from below, they cannot be told "
+    "apart from the user's blocks (the other start order is exact)",
+)
+def test_heapscope_below_tracemalloc_counts_exactly_the_blocks_python_allocated():
+    # tracemalloc, started second, sits on top and keeps its own tables with
+    # the allocator it wrapped, heapscope's: those internal allocations are
+    # not Python's and must not show up in heapscope's statistics.
+    heapscope.start()
+    tracemalloc.start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        keep = _allocate_many(200)
+        sizes = collections.Counter(
+            size for _, size, frames, _ in heapscope._get_traces()
+            if frames[0] == (_HERE, _line_of("# @many")))
+    # Two blocks per bytearray (the object, then its buffer), nothing else.
+    assert sum(sizes.values()) == 2 * len(keep), sorted(sizes.items())
+    assert sum(size * n for size, n in sizes.items()) == len(keep) * sys.getsizeof(keep[0])
+
+
+def test_tracemalloc_starting_above_heapscope_raises_no_false_alarm_about_removed_hooks():
+    heapscope.start()
+    tracemalloc.start()  # nothing of ours is removed: tracemalloc wraps us
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert heapscope.is_tracing()
 
 
 def test_heapscope_never_starts_or_feeds_cpython_tracemalloc():
@@ -246,6 +312,12 @@ class _Allocating:
 
 
 def _cycle(sequence, times=30):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _REPAIR_WARNING, RuntimeWarning)
+        _cycle_unwarned(sequence, times)
+
+
+def _cycle_unwarned(sequence, times):
     for _ in range(times):
         for action in sequence:
             _ACTIONS[action]()

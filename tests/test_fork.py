@@ -49,8 +49,9 @@ _HERE = os.path.abspath(__file__)
 # while other threads call malloc can deadlock inside ASan's own allocator:
 # GCC 12's libasan does not lock it around fork(), so a lock held by a thread
 # that does not exist in the child stays held (seen: the child blocked in
-# SizeClassAllocator64::GetFromAllocator). That is the sanitizer's limit,
-# not heapscope's, so those scenarios only run without it.
+# SizeClassAllocator64::GetFromAllocator; a subprocess child, between fork
+# and exec, hung the same way). That is the sanitizer's limit, not
+# heapscope's, so those scenarios only run without it.
 _UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 _needs_fork_safe_malloc = pytest.mark.skipif(
     _UNDER_ASAN, reason="ASan's allocator is not fork-safe while other threads allocate")
@@ -406,5 +407,6 @@ def test_a_child_forked_while_not_tracing_can_start_tracing():
     _run_isolated(_scenario_fork_while_not_tracing_then_start_in_child)
 
 
+@_needs_fork_safe_malloc
 def test_subprocesses_started_while_tracing_and_threads_allocate_do_not_hang():
     _run_isolated(_scenario_subprocesses_while_tracing_and_threads_allocate)

@@ -29,7 +29,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import traceback
 
 import pytest
@@ -223,7 +222,7 @@ def raw_work(barrier, sizes, realloc_extra, out):
 """
 
 
-def test_pyme_raw_calls_without_the_gil_are_really_made_without_it():
+def test_raw_calls_through_ctypes_cdll_are_really_made_without_the_gil():
     # The premise of the next test, checked on this Python: through CDLL the
     # call runs without the GIL, through pythonapi (PyDLL) with it.
     assert _gil_check_with_gil() == 1
@@ -537,16 +536,18 @@ _HELPER_SOURCE = r"""
 #include <Python.h>
 
 /* Called through ctypes.CDLL, so without the GIL. Until *stop is set (or
-   max_rounds rounds), reallocates `block` to `size` (a success, which traces
-   the block anew) and then to an impossible size (a failure, which takes the
-   trace out and puts it back). Returns the block; *calls_with_gil counts the
-   rounds that ran with the GIL held (must be 0). */
+   max_rounds rounds), reallocates `block` to an impossible size (a failure,
+   which takes the block's trace out and puts it back), and every 64th round
+   to `size` first (a success, which traces the block anew). Returns the
+   block; *calls_with_gil counts the rounds run with the GIL (must be 0). */
 void *hs_realloc_loop(void *block, size_t size, volatile int *stop, long max_rounds,
                       long *rounds, long *calls_with_gil) {
     long n = 0, with_gil = 0;
     for (; n < max_rounds && !*stop; n++) {
-        void *moved = PyMem_RawRealloc(block, size);
-        if (moved != NULL) block = moved;
+        if (n % 64 == 0) {
+            void *moved = PyMem_RawRealloc(block, size);
+            if (moved != NULL) block = moved;
+        }
         if (PyMem_RawRealloc(block, (size_t)PY_SSIZE_T_MAX / 2) != NULL) abort();
         with_gil += PyGILState_Check();
     }
@@ -595,9 +596,9 @@ def _scenario_clear_traces_racing_with_failing_reallocs():
     # clear_traces() (or stop() and start()) runs in between, the trace must
     # stay cleared: putting it back would resurrect a trace from before the
     # clear, whose traceback id the clear invalidated (a wrong traceback, or
-    # a crash when the id is past the new tables). After a clear the block
-    # may only be traced again by the successful realloc, at the line that
-    # called the loop.
+    # a crash when the id is past the new tables), and the failed reallocs
+    # that follow keep putting it back. After a clear the block may only be
+    # traced again by a successful realloc, at the line that called the loop.
     helper = _native_helper()
     size = 654_321
     stop = ctypes.c_int(0)
@@ -608,6 +609,13 @@ def _scenario_clear_traces_racing_with_failing_reallocs():
         result.append(helper.hs_realloc_loop(  # @native-loop
             block, size, ctypes.byref(stop), 2_000_000, ctypes.byref(rounds),
             ctypes.byref(calls_with_gil)))
+
+    # After each clear, allocations from a varying number of other lines
+    # come first, so the loop's traceback gets a different id each time and
+    # a resurrected (stale) id cannot name the right traceback by chance.
+    namespace, _ = _compile_functions("<heapscope-id-shifters>", "".join(
+        f"def shift{k}():\n    return bytearray({k + 1})\n" for k in range(8)))
+    shifters = [namespace[f"shift{k}"] for k in range(8)]
 
     heapscope.start()
     thread = threading.Thread(target=loop, args=(_raw_malloc(size),))
@@ -621,6 +629,8 @@ def _scenario_clear_traces_racing_with_failing_reallocs():
             else:
                 heapscope.stop()
                 heapscope.start()
+            for shift in shifters[:step % 8]:
+                shift()
             for _, traced_size, frames, _ in heapscope._get_traces():
                 if traced_size == size and frames != (loop_line,):
                     wrong.append(frames)

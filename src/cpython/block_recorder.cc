@@ -73,6 +73,13 @@ FrameBuffers* deep_buffers(int limit) noexcept {
 
 thread_local std::uintptr_t t_last_recorded __attribute__((tls_model("initial-exec"))) = 0;
 
+// The last few blocks this thread recorded, for repair_hooks()'s probe:
+// another tracer installed above ours (CPython's tracemalloc) allocates its
+// own bookkeeping through our hooks right after the probe's block.
+constexpr unsigned kRecent = 4;
+thread_local std::uintptr_t t_recent[kRecent] __attribute__((tls_model("initial-exec")));
+thread_local unsigned t_recent_next __attribute__((tls_model("initial-exec"))) = 0;
+
 // Captures the calling thread's stack, then, under the engine lock, interns
 // its traceback and hands the id (kNoId when memory ran out) to `apply`.
 template <typename Apply>
@@ -146,12 +153,20 @@ void record_new_block(bool raw_domain, std::uintptr_t address, std::size_t size)
     engine.add_trace_unlocked(address, size, traceback);
   });
   t_last_recorded = address;
+  t_recent[t_recent_next++ % kRecent] = address;
 }
 
 void retrace_block(std::uintptr_t address) noexcept {
   with_current_traceback(false, [&](core::Engine& engine, std::uint32_t traceback) {
     engine.retrace_unlocked(address, traceback);
   });
+}
+
+bool recently_recorded(std::uintptr_t address) noexcept {
+  for (std::uintptr_t recent : t_recent) {
+    if (recent == address) return true;
+  }
+  return false;
 }
 
 std::uintptr_t take_last_recorded_block() noexcept {

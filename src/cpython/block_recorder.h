@@ -20,4 +20,7 @@ void retrace_block(std::uintptr_t address) noexcept;
 // created right after its allocation needs no retrace.
 std::uintptr_t take_last_recorded_block() noexcept;
 
+// Whether this thread recorded `address` among its last few blocks.
+bool recently_recorded(std::uintptr_t address) noexcept;
+
 }  // namespace heapscope::cpython

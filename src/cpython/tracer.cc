@@ -99,9 +99,8 @@ bool is_tracing() noexcept { return tracer().engine.tracing(); }
 bool repair_hooks() {
   if (!is_tracing()) return false;
   auto seen = [](void* block) {
-    return block != nullptr && take_last_recorded_block() == reinterpret_cast<std::uintptr_t>(block);
+    return block != nullptr && recently_recorded(reinterpret_cast<std::uintptr_t>(block));
   };
-  take_last_recorded_block();
   void* raw = PyMem_RawMalloc(1);
   const bool raw_ok = seen(raw);
   PyMem_RawFree(raw);
