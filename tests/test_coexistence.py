@@ -16,7 +16,6 @@ Run: python -m pytest tests/test_coexistence.py -q
 """
 
 import collections
-import ctypes
 import itertools
 import os
 import subprocess
@@ -32,13 +31,8 @@ import tracemalloc
 
 _HERE = os.path.abspath(__file__)
 
-_nogil = ctypes.CDLL(None)  # calls release the GIL
-_raw_malloc = _nogil.PyMem_RawMalloc
-_raw_malloc.restype = ctypes.c_void_p
-_raw_malloc.argtypes = [ctypes.c_size_t]
-_raw_free = _nogil.PyMem_RawFree
-_raw_free.restype = None
-_raw_free.argtypes = [ctypes.c_void_p]
+from raw_allocator import raw_free as _raw_free  # noqa: E402  (calls without the GIL)
+from raw_allocator import raw_malloc as _raw_malloc  # noqa: E402
 
 _OBJECT_SIZE = 123_457
 _RAW_SIZE = 234_567

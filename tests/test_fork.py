@@ -13,7 +13,6 @@ a hang fails one test with a diagnosis instead of taking pytest down.
 Run: python -m pytest tests/test_fork.py -q
 """
 
-import ctypes
 import os
 import random
 import signal
@@ -28,17 +27,9 @@ import pytest
 
 import heapscope
 
-# ctypes.CDLL releases the GIL around each call: these run without it.
-_nogil = ctypes.CDLL(None)
-_raw_malloc = _nogil.PyMem_RawMalloc
-_raw_malloc.restype = ctypes.c_void_p
-_raw_malloc.argtypes = [ctypes.c_size_t]
-_raw_realloc = _nogil.PyMem_RawRealloc
-_raw_realloc.restype = ctypes.c_void_p
-_raw_realloc.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_raw_free = _nogil.PyMem_RawFree
-_raw_free.restype = None
-_raw_free.argtypes = [ctypes.c_void_p]
+from raw_allocator import raw_free as _raw_free  # noqa: E402  (calls without the GIL)
+from raw_allocator import raw_malloc as _raw_malloc  # noqa: E402
+from raw_allocator import raw_realloc as _raw_realloc  # noqa: E402
 
 _CHILD_SECONDS = 20      # a child still running after this is deadlocked
 _SCENARIO_SECONDS = 90   # the whole scenario, forks included

@@ -35,21 +35,10 @@ import pytest
 
 import heapscope
 
-# ctypes.CDLL (unlike ctypes.pythonapi, a PyDLL) releases the GIL for the
-# duration of every call: the RAW-domain calls below run without it.
-_nogil = ctypes.CDLL(None)
-_raw_malloc = _nogil.PyMem_RawMalloc
-_raw_malloc.restype = ctypes.c_void_p
-_raw_malloc.argtypes = [ctypes.c_size_t]
-_raw_realloc = _nogil.PyMem_RawRealloc
-_raw_realloc.restype = ctypes.c_void_p
-_raw_realloc.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_raw_free = _nogil.PyMem_RawFree
-_raw_free.restype = None
-_raw_free.argtypes = [ctypes.c_void_p]
-_gil_check_nogil = _nogil.PyGILState_Check
-_gil_check_nogil.restype = ctypes.c_int
-_gil_check_nogil.argtypes = []
+from raw_allocator import gil_check_without_gil as _gil_check_nogil  # noqa: E402
+from raw_allocator import raw_free as _raw_free  # noqa: E402  (calls without the GIL)
+from raw_allocator import raw_malloc as _raw_malloc  # noqa: E402
+from raw_allocator import raw_realloc as _raw_realloc  # noqa: E402
 
 # The same check through PyDLL, which keeps the GIL: proves the check works.
 _gil_check_with_gil = ctypes.pythonapi.PyGILState_Check
