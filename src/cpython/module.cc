@@ -43,71 +43,6 @@ nb::object steal_or_throw(PyObject* obj) {
   return nb::steal(obj);
 }
 
-// Builds CPython's raw traceback form, ((filename, lineno), ...) most recent
-// first, memoising the str and frame tuples since many traces share them.
-class TracebackBuilder {
- public:
-  explicit TracebackBuilder(const core::FrozenTraces& frozen)
-      : frozen_(frozen),
-        filenames_(frozen.filenames.size()),
-        frames_(frozen.frames.size()),
-        tracebacks_(frozen.tracebacks.size()) {}
-
-  nb::object traceback(std::uint32_t id) {
-    nb::object& cached = tracebacks_[id];
-    if (!cached.is_valid()) {
-      const core::TracebackView view = frozen_.traceback(id);
-      nb::object tuple = steal_or_throw(PyTuple_New(static_cast<Py_ssize_t>(view.frames.size())));
-      for (std::size_t i = 0; i < view.frames.size(); ++i) {
-        PyTuple_SET_ITEM(tuple.ptr(), static_cast<Py_ssize_t>(i), frame(view.frames[i]).release().ptr());
-      }
-      cached = std::move(tuple);
-    }
-    return cached;
-  }
-
-  std::uint32_t total_nframe(std::uint32_t id) const { return frozen_.traceback(id).total_nframe; }
-
- private:
-  nb::object frame(std::uint32_t id) {
-    nb::object& cached = frames_[id];
-    if (!cached.is_valid()) {
-      auto words = frozen_.frames.get(id);
-      cached = steal_or_throw(Py_BuildValue("(OI)", filename(words[0]).ptr(), words[1]));
-    }
-    return cached;
-  }
-
-  nb::object filename(std::uint32_t id) {
-    nb::object& cached = filenames_[id];
-    if (!cached.is_valid()) {
-      const std::string& utf8 = frozen_.filenames[id];
-      cached = steal_or_throw(PyUnicode_DecodeUTF8(utf8.data(), static_cast<Py_ssize_t>(utf8.size()),
-                                                   "surrogatepass"));
-    }
-    return cached;
-  }
-
-  const core::FrozenTraces& frozen_;
-  std::vector<nb::object> filenames_;
-  std::vector<nb::object> frames_;
-  std::vector<nb::object> tracebacks_;
-};
-
-nb::list get_traces() {
-  nb::list result;
-  if (!is_tracing()) return result;
-  const core::FrozenTraces frozen = tracer().engine.take_snapshot();
-  TracebackBuilder builder(frozen);
-  for (const auto& trace : frozen.traces) {
-    nb::object item = steal_or_throw(Py_BuildValue(
-        "(InOI)", trace.domain, static_cast<Py_ssize_t>(trace.size),
-        builder.traceback(trace.traceback).ptr(), builder.total_nframe(trace.traceback)));
-    result.append(item);
-  }
-  return result;
-}
-
 nb::object get_object_traceback(nb::handle obj) {
   if (!is_tracing()) return nb::none();
   std::vector<std::uint32_t> frame_ids;
@@ -161,7 +96,6 @@ NB_MODULE(_heapscope, m) {
     if (hs::is_tracing()) hs::tracer().engine.reset_peak();
   });
   m.def("get_tracemalloc_memory", &hs::memory_usage);
-  m.def("_get_traces", &hs::get_traces);
   m.def("_get_object_traceback", &hs::get_object_traceback, nb::arg("obj"));
   m.def("_dropped_traces", [] { return hs::tracer().engine.dropped_traces(); },
         "Blocks left untraced because the tracer's tables could not grow.");
