@@ -1,0 +1,67 @@
+"""What top, diff, report and export share: loading snapshots with a
+progress indicator, the --include/--exclude/--domain filters, totals."""
+
+import heapscope
+
+from .errors import CliError, file_error
+
+
+def load(path, progress):
+    """The snapshot in ``path``; a file that cannot be read is a CliError."""
+    progress.step('Loading %s' % path)
+    try:
+        return heapscope.Snapshot.load(path)
+    except (OSError, heapscope.SnapshotFileError) as exc:
+        raise file_error(path, exc) from None
+    except MemoryError:
+        raise CliError('%s: not enough memory to load this snapshot' % path) from None
+
+
+def filters(args):
+    """The heapscope filters the options ask for ([] when none).
+
+    A trace passes heapscope's filters when it matches any inclusive one, so
+    the domain goes into each --include filter rather than beside them:
+    ``--include 'app/*' --domain 0`` keeps blocks of app/ in domain 0.
+    """
+    domains = args.domain or [None]
+    if args.include:
+        chosen = [heapscope.Filter(True, pattern, all_frames=args.all_frames, domain=domain)
+                  for pattern in args.include for domain in domains]
+    else:
+        chosen = [heapscope.DomainFilter(True, domain) for domain in args.domain]
+    chosen += [heapscope.Filter(False, pattern, all_frames=args.all_frames)
+               for pattern in args.exclude]
+    return chosen
+
+
+def filtered(snapshot, args, progress):
+    chosen = filters(args)
+    if not chosen:
+        return snapshot
+    progress.step('Filtering')
+    return snapshot.filter_traces(chosen)
+
+
+def totals(snapshot):
+    """(size, count) of every block in the snapshot (estimates if sampled)."""
+    stats = snapshot.statistics('filename')
+    return sum(stat.size for stat in stats), sum(stat.count for stat in stats)
+
+
+def describe_filters(args):
+    """The filters in words, for a header ('' when none)."""
+    parts = ['files matching %s' % ' or '.join(args.include)] if args.include else []
+    parts += ['not %s' % pattern for pattern in args.exclude]
+    if args.domain:
+        parts.append('domain %s' % ' or '.join(str(d) for d in args.domain))
+    if not parts:
+        return ''
+    frames = ' (any frame)' if args.all_frames else ''
+    return 'blocks from %s%s' % (', '.join(parts), frames)
+
+
+def check_key(args):
+    """The standard module's rule, said before any file is loaded."""
+    if args.cumulative and args.key == 'traceback':
+        raise CliError('--cumulative cannot be used with --key traceback')
