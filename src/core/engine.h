@@ -64,14 +64,16 @@ class Engine {
 
   // Whether hooks should record; read without the lock on the fast path and
   // confirmed under it before anything is inserted.
-  bool tracing() const noexcept { return tracing_.load(std::memory_order_acquire); }
+  [[gnu::always_inline]] bool tracing() const noexcept {
+    return tracing_.load(std::memory_order_acquire);
+  }
   void set_tracing_unlocked(bool on) noexcept { tracing_.store(on, std::memory_order_release); }
 
   // Sampled mode: 0 traces every block; N > 0 means the hooks record a
   // Poisson sample of mean N bytes between samples, and the memory counters
   // hold estimates (each block weighted, sampling/weights.h). Set only while
   // the tables are empty (not tracing, or just cleared).
-  std::uint64_t sample_interval() const noexcept {
+  [[gnu::always_inline]] std::uint64_t sample_interval() const noexcept {
     return sample_interval_.load(std::memory_order_relaxed);
   }
   void set_sample_interval_unlocked(std::uint64_t interval) noexcept {
@@ -79,7 +81,7 @@ class Engine {
   }
   // False when `address` is certainly not traced; read without the lock, so
   // a free in sampled mode skips the lock for the blocks never recorded.
-  bool may_be_traced(std::uintptr_t address) const noexcept {
+  [[gnu::always_inline]] bool may_be_traced(std::uintptr_t address) const noexcept {
     return sample_interval() == 0 || sampled_.may_contain(address);
   }
 

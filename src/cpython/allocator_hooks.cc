@@ -108,7 +108,7 @@ std::uint64_t mix(std::uint64_t z) {
 
 // Whether a block just allocated is to be traced: always in exact mode; in
 // sampled mode when a sample point of this thread's sampler falls in it.
-inline bool should_record(std::size_t size, void* ptr) noexcept {
+[[gnu::always_inline]] inline bool should_record(std::size_t size, void* ptr) noexcept {
   const std::uint64_t generation = tracer().sampler_generation.load(std::memory_order_relaxed);
   if (generation == 0) return true;
   const auto address = reinterpret_cast<std::uintptr_t>(ptr);
@@ -121,7 +121,7 @@ inline bool should_record(std::size_t size, void* ptr) noexcept {
 
 // Untraces a block about to be freed; in sampled mode a block the filter
 // rules out costs no lock.
-inline void untrace(core::Engine& engine, void* ptr) noexcept {
+[[gnu::always_inline]] inline void untrace(core::Engine& engine, void* ptr) noexcept {
   const auto address = reinterpret_cast<std::uintptr_t>(ptr);
   if (engine.may_be_traced(address)) engine.remove_trace(address);
 }

@@ -12,11 +12,6 @@
 
 namespace heapscope::cpython {
 
-Tracer& tracer() noexcept {
-  static auto* instance = new Tracer();
-  return *instance;
-}
-
 namespace {
 
 // Empties the engine and the frame cache together (frame ids die with the

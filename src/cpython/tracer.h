@@ -35,9 +35,15 @@ struct Tracer {
   std::atomic<std::uint64_t> sampler_threads{0};
 };
 
+namespace detail {
 // Immortal: the hooks may run during interpreter and process shutdown, after
-// static destructors would have run, so the tracer is never destroyed.
-Tracer& tracer() noexcept;
+// static destructors would have run, so the tracer is never destroyed. Made
+// when the extension is loaded, before any hook can run; a plain pointer
+// (no guard, no call) because every hook reads it.
+inline Tracer* const the_tracer = new Tracer();
+}  // namespace detail
+
+inline Tracer& tracer() noexcept { return *detail::the_tracer; }
 
 // One-time process setup (fork handlers, code watcher). Returns false with
 // a Python exception set on failure.

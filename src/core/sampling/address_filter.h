@@ -19,7 +19,7 @@ namespace heapscope::core::sampling {
 
 class AddressFilter {
  public:
-  bool may_contain(std::uintptr_t address) const noexcept {
+  [[gnu::always_inline]] bool may_contain(std::uintptr_t address) const noexcept {
     return counts_[slot(address)].load(std::memory_order_relaxed) != 0;
   }
 

@@ -23,7 +23,7 @@ class ByteSampler {
   // Counts `size` bytes. False in the common case: no sample point falls in
   // them and nothing else is needed. True when one may: the caller then
   // calls `cross()` (or resets the sampler first if it is stale).
-  bool consume(std::size_t size) noexcept {
+  [[gnu::always_inline]] bool consume(std::size_t size) noexcept {
     countdown_ -= static_cast<std::int64_t>(size);
     return countdown_ <= 0;
   }
