@@ -18,7 +18,7 @@ count() {
 none=$(count none 1)
 printf '%-22s %15s %8s\n' configuration instructions "vs none"
 printf '%-22s %15d %8s\n' "no tracing" "$none" "1.00x"
-for config in "cpython 1" "heapscope 1" "cpython 25" "heapscope 25"; do
+for config in "cpython 1" "heapscope 1" "heapscope-sampled 1" "cpython 25" "heapscope 25"; do
   n=$(count $config)
   printf '%-22s %15d %7.2fx\n' "${config/ / nframe=}" "$n" "$(echo "$n / $none" | bc -l)"
 done

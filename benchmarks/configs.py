@@ -18,6 +18,7 @@ class Config:
     label: str              # in the tables and the plot
     tracer: str             # "none", "tracemalloc", "memray" or "heapscope"
     nframe: Optional[int]   # traceback depth, None where it does not apply
+    sample_interval: Optional[int] = None  # heapscope's sampled mode (bytes)
 
 
 CONFIGS = [
@@ -27,6 +28,7 @@ CONFIGS = [
     Config("memray", "memray (Python allocators)", "memray", None),
     Config("heapscope-1", "heapscope nframe=1", "heapscope", 1),
     Config("heapscope-25", "heapscope nframe=25", "heapscope", 25),
+    Config("heapscope-sampled", "heapscope sampled 512 KiB, nframe=25", "heapscope", 25, 512 * 1024),
 ]
 
 BY_KEY = {c.key: c for c in CONFIGS}
@@ -61,7 +63,10 @@ def start(config):
         return _start_memray(module)
 
     # tracemalloc and heapscope share an API.
-    module.start(config.nframe)
+    if config.sample_interval:
+        module.start(config.nframe, sample_interval=config.sample_interval)
+    else:
+        module.start(config.nframe)
     if not module.is_tracing():
         raise RuntimeError(f"{config.tracer}.start() returned but is_tracing() is False")
 

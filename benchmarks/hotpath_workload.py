@@ -1,7 +1,9 @@
 """A fixed allocation-heavy workload (json + ast) for instruction counts.
 
 Run under callgrind by callgrind_hotpath.sh; also usable alone:
-    python benchmarks/hotpath_workload.py {none|cpython|heapscope} NFRAME
+    python benchmarks/hotpath_workload.py {none|cpython|heapscope|heapscope-sampled} NFRAME
+
+heapscope-sampled samples every 512 KiB on average.
 """
 import ast
 import json
@@ -12,11 +14,13 @@ source = open(ast.__file__).read()
 data = json.dumps([{"a": i, "b": [str(i)] * 5, "c": {"x": i * 1.5}} for i in range(3000)])
 if mode == "cpython":
     import tracemalloc as tracer
-elif mode == "heapscope":
+elif mode in ("heapscope", "heapscope-sampled"):
     import heapscope as tracer
 else:
     tracer = None
-if tracer is not None:
+if mode == "heapscope-sampled":
+    tracer.start(nframe, sample_interval=512 * 1024)
+elif tracer is not None:
     tracer.start(nframe)
 for _ in range(2):
     json.loads(data)

@@ -23,6 +23,8 @@ TARGET_MAX_1 = 2.0
 TARGET_ADD_RATIO = 1 / 3
 TARGET_GEOMEAN_25 = 1.5
 TARGET_BYTES_PER_BLOCK = 16
+# Issue 6's target for sampled tracing at a 512 KiB interval.
+TARGET_GEOMEAN_SAMPLED = 1.05
 
 
 def geomean(values):
@@ -128,6 +130,9 @@ class Summary:
         rows.append(("ahead of memray (Python allocators) on the geomean",
                      f"heapscope nframe=1 {_x(g1)}, nframe=25 {_x(g25)}; memray {_x(gm)}",
                      met))
+        gs = self.geomean("heapscope-sampled") if self.has("heapscope-sampled") else None
+        rows.append((f"sampled (512 KiB) geomean slowdown <= {TARGET_GEOMEAN_SAMPLED}x (issue 6)",
+                     _x(gs), None if gs is None else gs <= TARGET_GEOMEAN_SAMPLED))
         return rows
 
     def _worst(self, value):

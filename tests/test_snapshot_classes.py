@@ -145,15 +145,30 @@ KEY_MODES = [('traceback', False), ('lineno', False), ('filename', False),
 # the classes' shape
 
 
+# What heapscope adds to the standard classes, all for sampled snapshots
+# (tests/test_sampling.py): the confidence intervals of a Statistic or
+# StatisticDiff (None when exact) in one extra slot, and the sampling interval
+# of a Snapshot (0 when exact), which must also refuse to be pickled.
+EXTENSIONS = {
+    'Statistic': ({'size_ci', 'count_ci', '_intervals', '_sampled'}, ('_intervals',)),
+    'StatisticDiff': ({'size_ci', 'count_ci', 'size_diff_ci', 'count_diff_ci', '_interval',
+                       '_intervals', '_sampled'}, ('_intervals',)),
+    'Snapshot': ({'sample_interval'}, ()),
+}
+
+
 @pytest.mark.parametrize('name', PUBLIC_CLASSES + PRIVATE_CLASSES)
 def test_each_class_has_cpythons_attributes_slots_and_hashability(name):
     ours, theirs = getattr(hs, name), getattr(cpython, name)
     assert ours.__module__ == 'heapscope'
     assert ours.__qualname__ == theirs.__qualname__
+    added_names, added_slots = EXTENSIONS.get(name, (set(), ()))
     # __slotnames__ is a cache copyreg adds to a class once it has been pickled
     assert ({n for n in dir(ours) if n != '__slotnames__'}
-            == {n for n in dir(theirs) if n != '__slotnames__'})
-    assert getattr(ours, '__slots__', None) == getattr(theirs, '__slots__', None)
+            == {n for n in dir(theirs) if n != '__slotnames__'} | added_names)
+    theirs_slots = getattr(theirs, '__slots__', None)
+    assert getattr(ours, '__slots__', None) == (
+        theirs_slots + added_slots if added_slots else theirs_slots)
     assert (ours.__hash__ is None) == (theirs.__hash__ is None)
     assert [c.__name__ for c in ours.__mro__] == [c.__name__ for c in theirs.__mro__]
 

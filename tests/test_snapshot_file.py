@@ -189,7 +189,9 @@ def test_hostile_payloads_with_valid_checksums_are_rejected(tmp_path, name):
 
 def test_header_lies_are_rejected(tmp_path):
     body = payload()
-    assert 'unknown flags' in load_error(write(tmp_path, encoded(body, flags=1)))
+    assert 'unknown flags' in load_error(write(tmp_path, encoded(body, flags=2)))
+    # flag 1 (sampled) announces an interval first, and 0 is not one
+    assert 'sampling interval of 0' in load_error(write(tmp_path, encoded(b'\x00' + body, flags=1)))
     assert 'truncated' in load_error(write(tmp_path, encoded(body, size=len(body) + 1)))
     assert 'trailing' in load_error(write(tmp_path, encoded(body, size=len(body) - 1)))
     assert 'checksum' in load_error(write(tmp_path, encoded(body, digest=1)))

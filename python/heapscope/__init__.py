@@ -33,17 +33,44 @@ from ._snapshot import (
 __version__ = "0.1.0"
 
 
-def start(*args, **kwargs):
+def start(*args, sample_interval=None, **kwargs):
     """Start tracing Python memory allocations, storing at most ``nframe``
     frames per traceback (1 by default).
 
-    Positional-only, like the standard module's ``start(nframe=1, /)``.
+    ``nframe`` is positional-only, like the standard module's
+    ``start(nframe=1, /)``. By default every block is traced. With
+    ``sample_interval=BYTES`` (524288, 512 KiB, is a good start) heapscope
+    traces a Poisson sample of the allocated bytes, one sample every BYTES
+    on average, at a fraction of the cost; statistics and
+    get_traced_memory() are then unbiased estimates, with confidence
+    intervals on each Statistic. Changing mode needs stop() first.
     """
     if kwargs:
-        raise TypeError("heapscope.start() takes no keyword arguments")
+        raise TypeError("heapscope.start() takes no keyword arguments other than "
+                        "sample_interval (got %r)" % next(iter(kwargs)))
     if len(args) > 1:
         raise TypeError(f"start expected at most 1 argument, got {len(args)}")
-    _heapscope.start(args[0] if args else 1)
+    _heapscope.start(args[0] if args else 1, _sample_interval_from(sample_interval))
+
+
+# Larger intervals would make the sampler's countdown overflow its 62 bits.
+_MAX_SAMPLE_INTERVAL = 2 ** 62
+
+
+def _sample_interval_from(value):
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError('sample_interval must be an int (bytes), not %s' % type(value).__name__)
+    if not 1 <= value <= _MAX_SAMPLE_INTERVAL:
+        raise ValueError('sample_interval must be in range [1; 2**62] bytes, got %d' % value)
+    return value
+
+
+def get_sampling_interval():
+    """The mean bytes between samples while tracing in sampled mode; 0 when
+    every block is traced or when not tracing."""
+    return _heapscope.get_sampling_interval()
 
 
 def get_object_traceback(obj):
@@ -88,6 +115,9 @@ def install():
     previous = sys.modules.get("tracemalloc")
     sys.modules["tracemalloc"] = sys.modules[__name__]
     return previous if previous is not sys.modules[__name__] else None
+
+
+CONFIDENCE_LEVEL = 0.95  # of Statistic.size_ci / count_ci in sampled snapshots
 
 
 def dropped_traces():

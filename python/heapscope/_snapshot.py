@@ -32,15 +32,42 @@ __all__ = [
 
 
 class Statistic:
-    """Size and count of the blocks allocated at one traceback."""
+    """Size and count of the blocks allocated at one traceback.
+
+    From a sampled snapshot, ``size`` and ``count`` are unbiased estimates
+    and ``size_ci`` / ``count_ci`` their 95 % confidence intervals as
+    ``(low, high)``; both are None for an exact snapshot.
+    """
 
     __module__ = 'heapscope'
-    __slots__ = ('traceback', 'size', 'count')
+    # _intervals: None, or (size_ci, count_ci) of a sampled snapshot
+    __slots__ = ('traceback', 'size', 'count', '_intervals')
 
     def __init__(self, traceback, size, count):
         self.traceback = traceback
         self.size = size
         self.count = count
+
+    @classmethod
+    def _sampled(cls, traceback, size, count, size_ci=None, count_ci=None):
+        # The slot stays unset for exact statistics, so they pickle exactly
+        # as CPython's do.
+        stat = cls(traceback, size, count)
+        if size_ci is not None:
+            stat._intervals = (size_ci, count_ci)
+        return stat
+
+    # Properties over one optional slot: a Statistic unpickled from CPython's
+    # module (three slots) still answers None.
+    @property
+    def size_ci(self):
+        intervals = getattr(self, '_intervals', None)
+        return intervals[0] if intervals else None
+
+    @property
+    def count_ci(self):
+        intervals = getattr(self, '_intervals', None)
+        return intervals[1] if intervals else None
 
     def __hash__(self):
         return hash((self.traceback, self.size, self.count))
@@ -52,8 +79,9 @@ class Statistic:
                 == (other.traceback, other.size, other.count))
 
     def __str__(self):
-        text = '%s: size=%s, count=%i' % (
-            self.traceback, _format_size(self.size, False), self.count)
+        text = '%s: size=%s%s, count=%i%s' % (
+            self.traceback, _format_size(self.size, False), _size_interval(self.size_ci),
+            self.count, _count_interval(self.count_ci))
         if self.count:
             text += ', average=%s' % _format_size(self.size / self.count, False)
         return text
@@ -68,11 +96,27 @@ class Statistic:
         return (self.size, self.count, self.traceback)
 
 
+# How sampled statistics show their 95 % intervals in str(): after the value,
+# in brackets, so the standard module's part of the line is unchanged.
+def _size_interval(interval, sign=False):
+    if interval is None:
+        return ''
+    return ' [%s..%s]' % (_format_size(interval[0], sign), _format_size(interval[1], sign))
+
+
+def _count_interval(interval, sign=False):
+    if interval is None:
+        return ''
+    return (' [%+i..%+i]' if sign else ' [%i..%i]') % interval
+
+
 class StatisticDiff:
     """A Statistic in a new snapshot next to its change from an old one."""
 
     __module__ = 'heapscope'
-    __slots__ = ('traceback', 'size', 'size_diff', 'count', 'count_diff')
+    # _intervals: None, or (size_ci, count_ci, size_diff_ci, count_diff_ci)
+    # when both snapshots are sampled
+    __slots__ = ('traceback', 'size', 'size_diff', 'count', 'count_diff', '_intervals')
 
     def __init__(self, traceback, size, size_diff, count, count_diff):
         self.traceback = traceback
@@ -80,6 +124,27 @@ class StatisticDiff:
         self.size_diff = size_diff
         self.count = count
         self.count_diff = count_diff
+
+    @classmethod
+    def _sampled(cls, traceback, size, size_diff, count, count_diff,
+                 size_ci=None, count_ci=None, size_diff_ci=None, count_diff_ci=None):
+        stat = cls(traceback, size, size_diff, count, count_diff)
+        if size_ci is not None:
+            stat._intervals = (size_ci, count_ci, size_diff_ci, count_diff_ci)
+        return stat
+
+    def _interval(self, index):
+        intervals = getattr(self, '_intervals', None)
+        return intervals[index] if intervals else None
+
+    size_ci = property(lambda self: self._interval(0),
+                       doc='95 % interval of size (sampled snapshots), else None.')
+    count_ci = property(lambda self: self._interval(1),
+                        doc='95 % interval of count (sampled snapshots), else None.')
+    size_diff_ci = property(lambda self: self._interval(2),
+                            doc='95 % interval of size_diff (sampled snapshots), else None.')
+    count_diff_ci = property(lambda self: self._interval(3),
+                             doc='95 % interval of count_diff (sampled snapshots), else None.')
 
     def __hash__(self):
         return hash((self.traceback, self.size, self.size_diff,
@@ -94,10 +159,11 @@ class StatisticDiff:
                     other.count, other.count_diff))
 
     def __str__(self):
-        text = '%s: size=%s (%s), count=%i (%+i)' % (
+        text = '%s: size=%s (%s%s), count=%i (%+i%s)' % (
             self.traceback,
             _format_size(self.size, False), _format_size(self.size_diff, True),
-            self.count, self.count_diff)
+            _size_interval(self.size_diff_ci, True),
+            self.count, self.count_diff, _count_interval(self.count_diff_ci, True))
         if self.count:
             text += ', average=%s' % _format_size(self.size / self.count, False)
         return text
@@ -245,6 +311,21 @@ class Snapshot:
         self.traces = _Traces(traces)
         self.traceback_limit = traceback_limit
 
+    @property
+    def sample_interval(self):
+        """0 for an exact snapshot (every block traced); for a sampled one,
+        the mean bytes between samples, and statistics are estimates."""
+        raw = getattr(getattr(self, 'traces', None), '_traces', None)
+        return raw._core.sample_interval if type(raw) is _RawTraces else 0
+
+    def __reduce_ex__(self, protocol):
+        if self.sample_interval:
+            # A pickle keeps the traces as a plain list, which would turn the
+            # sample into what looks like an exact snapshot.
+            raise TypeError('a sampled snapshot cannot be pickled; '
+                            'Snapshot.dump() writes it with its sampling interval')
+        return super().__reduce_ex__(protocol)
+
     def dump(self, filename):
         """Write the snapshot to a file; Snapshot.load() reads it back.
 
@@ -349,6 +430,10 @@ class Snapshot:
                 return _snapshot_on(kept, self.traceback_limit)
         kept = [trace for trace in self.traces._traces
                 if self._filter_trace(include_filters, exclude_filters, trace)]
+        interval = self.sample_interval
+        if interval:
+            # the kept blocks are still a sample: keep its interval with them
+            return _snapshot_on(_native._core_from_raw(kept, interval), self.traceback_limit)
         return Snapshot(kept, self.traceback_limit)
 
     def _group_by(self, key_type, cumulative):
@@ -379,8 +464,10 @@ class Snapshot:
         core = _core_of(self.traces)
         rows = core.statistics(key_type, cumulative) if core is not None else None
         if rows is not None:
-            return [Statistic(Traceback(frames), size, count)
-                    for frames, size, count in rows]
+            if rows and len(rows[0]) > 3:  # sampled: with intervals
+                return [Statistic._sampled(Traceback(frames), *values) for frames, *values in rows]
+            return [Statistic(Traceback(frames), size, count) for frames, size, count in rows]
+        _refuse_unweighted(self)
         stats = list(self._group_by(key_type, cumulative).values())
         stats.sort(reverse=True, key=Statistic._sort_key)
         return stats
@@ -389,18 +476,42 @@ class Snapshot:
         """Return StatisticDiffs against old_snapshot, biggest change first."""
         key_type, cumulative = _group_args(key_type, cumulative)
         if isinstance(old_snapshot, Snapshot):
+            _check_same_kind(self, old_snapshot)
             core = _core_of(self.traces)
             old_core = _core_of(old_snapshot.traces) if core is not None else None
             rows = (core.compare(old_core, key_type, cumulative)
                     if old_core is not None else None)
             if rows is not None:
+                if rows and len(rows[0]) > 5:  # sampled: with intervals
+                    return [StatisticDiff._sampled(Traceback(frames), *values)
+                            for frames, *values in rows]
                 return [StatisticDiff(Traceback(frames), size, size_diff, count, count_diff)
                         for frames, size, size_diff, count, count_diff in rows]
+            _refuse_unweighted(self)
         new_group = self._group_by(key_type, cumulative)
         old_group = old_snapshot._group_by(key_type, cumulative)
         diffs = _compare_grouped_stats(old_group, new_group)
         diffs.sort(reverse=True, key=StatisticDiff._sort_key)
         return diffs
+
+
+def _check_same_kind(new, old):
+    """compare_to between a sampled and an exact snapshot would put an
+    estimate beside a count: refuse it, saying why."""
+    new_interval, old_interval = new.sample_interval, old.sample_interval
+    if bool(new_interval) != bool(old_interval):
+        def kind(interval):
+            return 'sampled (every %d bytes)' % interval if interval else 'exact'
+        raise ValueError('cannot compare a %s snapshot with a %s one: take both '
+                         'snapshots in the same mode' % (kind(new_interval), kind(old_interval)))
+
+
+def _refuse_unweighted(snapshot):
+    # The reference code sums sizes as they are; for a sample that would be
+    # a silent wrong answer.
+    if snapshot.sample_interval:
+        raise ValueError('heapscope cannot analyse this sampled snapshot: its traces '
+                         'do not fit the C++ engine (sizes beyond 64 bits?)')
 
 
 class SnapshotFileError(pickle.UnpicklingError):

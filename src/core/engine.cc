@@ -4,6 +4,8 @@
 #include <array>
 #include <new>
 
+#include "sampling/weights.h"
+
 namespace heapscope::core {
 
 namespace {
@@ -86,14 +88,33 @@ void Engine::add_trace_unlocked(std::uintptr_t address, std::size_t size,
     dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  if (replaced != TraceTable::kNothingReplaced) memory_.current -= replaced;
-  memory_.current += size;
+  note_inserted(address, size, replaced);
+}
+
+std::size_t Engine::counted_size(std::size_t size) const noexcept {
+  const std::uint64_t interval = sample_interval();
+  return interval == 0 ? size : static_cast<std::size_t>(sampling::size_weight(size, interval));
+}
+
+void Engine::note_inserted(std::uintptr_t address, std::size_t size,
+                           std::size_t replaced) noexcept {
+  if (replaced != TraceTable::kNothingReplaced) {
+    memory_.current -= counted_size(replaced);
+  } else if (sample_interval() != 0) {
+    sampled_.add(address);
+  }
+  memory_.current += counted_size(size);
   memory_.peak = std::max(memory_.peak, memory_.current);
+}
+
+void Engine::note_erased(const TraceRecord& removed) noexcept {
+  memory_.current -= counted_size(removed.size);
+  if (sample_interval() != 0) sampled_.remove(removed.address);
 }
 
 void Engine::remove_trace_unlocked(std::uintptr_t address) noexcept {
   TraceRecord removed;
-  if (traces_.erase(address, &removed)) memory_.current -= removed.size;
+  if (traces_.erase(address, &removed)) note_erased(removed);
 }
 
 void Engine::retrace_unlocked(std::uintptr_t address, std::uint32_t traceback) noexcept {
@@ -108,7 +129,7 @@ void Engine::remove_trace(std::uintptr_t address) noexcept {
 bool Engine::take_trace(std::uintptr_t address, TakenTrace* taken) noexcept {
   std::lock_guard lock(mutex_);
   if (!traces_.erase(address, &taken->record)) return false;
-  memory_.current -= taken->record.size;
+  note_erased(taken->record);
   taken->generation = generation_;
   return true;
 }
@@ -147,6 +168,7 @@ FrozenTraces Engine::take_snapshot() const {
   frozen.frames = frames_;
   frozen.tracebacks = tracebacks_;
   frozen.filenames.assign(filenames_.begin(), filenames_.end());
+  frozen.sample_interval = sample_interval();
   return frozen;
 }
 
@@ -162,6 +184,7 @@ void Engine::reset_peak() noexcept {
 
 void Engine::clear_unlocked() noexcept {
   traces_.clear();
+  sampled_.clear();
   frames_.clear();
   tracebacks_.clear();
   filename_ids_.clear();

@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "sampling/address_filter.h"
 #include "sequence_interner.h"
 #include "spin_lock.h"
 #include "trace_table.h"
@@ -45,6 +46,7 @@ struct FrozenTraces {
   SequenceInterner frames;      // (filename id, line)
   SequenceInterner tracebacks;  // (total_nframe, frame ids most recent first...)
   std::vector<std::string> filenames;
+  std::uint64_t sample_interval = 0;  // 0: every block traced
 
   TracebackView traceback(std::uint32_t id) const noexcept;
 };
@@ -62,8 +64,26 @@ class Engine {
 
   // Whether hooks should record; read without the lock on the fast path and
   // confirmed under it before anything is inserted.
-  bool tracing() const noexcept { return tracing_.load(std::memory_order_acquire); }
+  [[gnu::always_inline]] bool tracing() const noexcept {
+    return tracing_.load(std::memory_order_acquire);
+  }
   void set_tracing_unlocked(bool on) noexcept { tracing_.store(on, std::memory_order_release); }
+
+  // Sampled mode: 0 traces every block; N > 0 means the hooks record a
+  // Poisson sample of mean N bytes between samples, and the memory counters
+  // hold estimates (each block weighted, sampling/weights.h). Set only while
+  // the tables are empty (not tracing, or just cleared).
+  [[gnu::always_inline]] std::uint64_t sample_interval() const noexcept {
+    return sample_interval_.load(std::memory_order_relaxed);
+  }
+  void set_sample_interval_unlocked(std::uint64_t interval) noexcept {
+    sample_interval_.store(interval, std::memory_order_relaxed);
+  }
+  // False when `address` is certainly not traced; read without the lock, so
+  // a free in sampled mode skips the lock for the blocks never recorded.
+  [[gnu::always_inline]] bool may_be_traced(std::uintptr_t address) const noexcept {
+    return sample_interval() == 0 || sampled_.may_contain(address);
+  }
 
   // Interning. Each returns kNoId when memory ran out.
   std::uint32_t intern_filename_unlocked(std::string_view utf8) noexcept;
@@ -112,6 +132,8 @@ class Engine {
   mutable SpinLock mutex_;
   std::atomic<bool> tracing_{false};
   std::atomic<std::size_t> dropped_{0};
+  std::atomic<std::uint64_t> sample_interval_{0};
+  sampling::AddressFilter sampled_;  // the traced addresses, in sampled mode
 
   // guarded by mutex_
   TraceTable traces_;
@@ -122,6 +144,12 @@ class Engine {
   MemoryCounters memory_;
   std::uint32_t unknown_traceback_ = kNoId;
   std::uint64_t generation_ = 0;  // bumped by every clear
+
+  // What a block of `size` bytes adds to the memory counters: its size, or
+  // in sampled mode the estimate it stands for.
+  std::size_t counted_size(std::size_t size) const noexcept;
+  void note_inserted(std::uintptr_t address, std::size_t size, std::size_t replaced) noexcept;
+  void note_erased(const TraceRecord& removed) noexcept;
 };
 
 }  // namespace heapscope::core

@@ -4,11 +4,13 @@
 
 #include <atomic>
 #include <deque>
-#include <utility>
 #include <memory>
 #include <mutex>
+#include <utility>
 
 #include "block_recorder.h"
+#include "core/sampling/byte_sampler.h"
+#include "core/sampling/weights.h"
 #include "tracer.h"
 
 namespace heapscope::cpython {
@@ -60,13 +62,79 @@ class InsideHook {
   InsideHook& operator=(const InsideHook&) = delete;
 };
 
+// Sampled mode: this thread's byte sampler, and the generation it was last
+// seeded for (the tracer bumps it at start, fork and reseed).
+thread_local core::sampling::ByteSampler t_sampler __attribute__((tls_model("initial-exec")));
+thread_local std::uint64_t t_sampler_generation __attribute__((tls_model("initial-exec"))) = 0;
+thread_local bool t_probe_armed __attribute__((tls_model("initial-exec"))) = false;
+thread_local std::int64_t t_probe_saved_countdown __attribute__((tls_model("initial-exec"))) = 0;
+
+std::uint64_t mix(std::uint64_t z) {
+  z = (z ^ (z >> 33)) * 0xFF51AFD7ED558CCDull;
+  z = (z ^ (z >> 33)) * 0xC4CEB9FE1A85EC53ull;
+  return z ^ (z >> 33);
+}
+
+// The rare part of should_record: a sample point may lie in this block, or
+// a probe is armed.
+[[gnu::noinline]] bool sampler_crossed(std::uintptr_t address) noexcept {
+  if (t_probe_armed) {
+    t_probe_armed = false;
+    t_sampler.set_countdown(t_probe_saved_countdown);
+    note_recent_block(address);
+    return false;
+  }
+  t_sampler.cross();
+  return true;
+}
+
+// Seeds this thread's sampler for the current generation, then counts the block.
+[[gnu::noinline]] bool sampler_restarted(std::uint64_t generation, std::size_t size,
+                                         std::uintptr_t address) noexcept {
+  Tracer& t = tracer();
+  const std::uint64_t arrival = t.sampler_threads.fetch_add(1, std::memory_order_relaxed);
+  t_sampler.reset(t.engine.sample_interval(), mix(t.sampler_seed.load(std::memory_order_relaxed) ^
+                                                  mix(generation) ^ mix(arrival + 1)));
+  t_sampler_generation = generation;
+  if (t_probe_armed) {
+    t_probe_armed = false;
+    note_recent_block(address);
+    return false;
+  }
+  if (!t_sampler.consume(core::sampling::sampled_size(size))) return false;
+  t_sampler.cross();
+  return true;
+}
+
+// Whether a block just allocated is to be traced: always in exact mode; in
+// sampled mode when a sample point of this thread's sampler falls in it.
+[[gnu::always_inline]] inline bool should_record(std::size_t size, void* ptr) noexcept {
+  const std::uint64_t generation = tracer().sampler_generation.load(std::memory_order_relaxed);
+  if (generation == 0) return true;
+  const auto address = reinterpret_cast<std::uintptr_t>(ptr);
+  if (generation != t_sampler_generation) [[unlikely]]
+    return sampler_restarted(generation, size, address);
+  if (!t_sampler.consume(core::sampling::sampled_size(size))) [[likely]]
+    return false;
+  return sampler_crossed(address);
+}
+
+// Untraces a block about to be freed; in sampled mode a block the filter
+// rules out costs no lock.
+[[gnu::always_inline]] inline void untrace(core::Engine& engine, void* ptr) noexcept {
+  const auto address = reinterpret_cast<std::uintptr_t>(ptr);
+  if (engine.may_be_traced(address)) engine.remove_trace(address);
+}
+
 template <const Link& (*LinkOf)(void*)>
 void* hook_malloc(void* ctx, std::size_t size) {
   const Link& link = LinkOf(ctx);
   if (t_inside_hook || !tracer().engine.tracing()) return link.next.malloc(link.next.ctx, size);
   InsideHook inside;
   void* ptr = link.next.malloc(link.next.ctx, size);
-  if (ptr != nullptr) record_new_block(link.domain == PYMEM_DOMAIN_RAW, reinterpret_cast<std::uintptr_t>(ptr), size);
+  if (ptr != nullptr && should_record(size, ptr)) {
+    record_new_block(link.domain == PYMEM_DOMAIN_RAW, reinterpret_cast<std::uintptr_t>(ptr), size);
+  }
   return ptr;
 }
 
@@ -79,7 +147,10 @@ void* hook_calloc(void* ctx, std::size_t nelem, std::size_t elsize) {
   InsideHook inside;
   void* ptr = link.next.calloc(link.next.ctx, nelem, elsize);
   // A successful calloc means nelem * elsize did not overflow.
-  if (ptr != nullptr) record_new_block(link.domain == PYMEM_DOMAIN_RAW, reinterpret_cast<std::uintptr_t>(ptr), nelem * elsize);
+  if (ptr != nullptr && should_record(nelem * elsize, ptr)) {
+    record_new_block(link.domain == PYMEM_DOMAIN_RAW, reinterpret_cast<std::uintptr_t>(ptr),
+                     nelem * elsize);
+  }
   return ptr;
 }
 
@@ -92,18 +163,22 @@ void* hook_realloc(void* ctx, void* ptr, std::size_t new_size) {
     // A nested realloc (pymalloc resizing through the raw allocator): the
     // old block is gone, and the outer hook traces the new one.
     void* moved = link.next.realloc(link.next.ctx, ptr, new_size);
-    if (moved != nullptr && ptr != nullptr) engine.remove_trace(reinterpret_cast<std::uintptr_t>(ptr));
+    if (moved != nullptr && ptr != nullptr) untrace(engine, ptr);
     return moved;
   }
   InsideHook inside;
   // Take the old trace out first: once realloc frees the old block, another
   // thread may be handed its address and trace it before we could remove it.
   core::Engine::TakenTrace old{};
-  const bool had_old = ptr != nullptr && engine.take_trace(reinterpret_cast<std::uintptr_t>(ptr), &old);
+  const auto old_address = reinterpret_cast<std::uintptr_t>(ptr);
+  const bool had_old =
+      ptr != nullptr && engine.may_be_traced(old_address) && engine.take_trace(old_address, &old);
   void* moved = link.next.realloc(link.next.ctx, ptr, new_size);
-  if (moved != nullptr) {
-    record_new_block(link.domain == PYMEM_DOMAIN_RAW, reinterpret_cast<std::uintptr_t>(moved), new_size);
-  } else if (had_old) {
+  // In sampled mode the resized block is a new draw of new_size bytes.
+  if (moved != nullptr && should_record(new_size, moved)) {
+    record_new_block(link.domain == PYMEM_DOMAIN_RAW, reinterpret_cast<std::uintptr_t>(moved),
+                     new_size);
+  } else if (moved == nullptr && had_old) {
     engine.restore_trace(old);  // the old block is still alive and unchanged
   }
   return moved;
@@ -114,9 +189,7 @@ void hook_free(void* ctx, void* ptr) {
   const Link& link = LinkOf(ctx);
   // Untrace before freeing, for the same reason as in realloc. Frees are
   // untraced even from nested calls: the block is gone either way.
-  if (ptr != nullptr && tracer().engine.tracing()) {
-    tracer().engine.remove_trace(reinterpret_cast<std::uintptr_t>(ptr));
-  }
+  if (ptr != nullptr && tracer().engine.tracing()) untrace(tracer().engine, ptr);
   link.next.free(link.next.ctx, ptr);
 }
 
@@ -146,7 +219,7 @@ bool is_ours(const PyMemAllocatorEx& allocator) {
 void install_raw_hooks() {
   PyMemAllocatorEx current;
   PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &current);
-  if (is_ours(current)) return;  // still on top, switched off since the last stop()
+  if (is_ours(current)) return;             // still on top, switched off since the last stop()
   if (raw_slots_used == kRawSlots) return;  // pathological restarts: RAW stays untraced
   const int slot = raw_slots_used++;
   raw_links[slot] = Link{PYMEM_DOMAIN_RAW, current};
@@ -180,6 +253,19 @@ void uninstall_hooks() {
     PyMemAllocatorEx next = link_from_ctx(current.ctx).next;
     PyMem_SetAllocator(domain, &next);
   }
+}
+
+void arm_probe() noexcept {
+  disarm_probe();
+  t_probe_saved_countdown = t_sampler.countdown();
+  t_sampler.set_countdown(0);  // any block of one byte or more reaches sampler_crossed
+  t_probe_armed = true;
+}
+
+void disarm_probe() noexcept {
+  if (!t_probe_armed) return;
+  t_probe_armed = false;
+  t_sampler.set_countdown(t_probe_saved_countdown);
 }
 
 void enter_untraced_region() noexcept { t_inside_hook = true; }

@@ -23,4 +23,11 @@ void uninstall_hooks();
 void enter_untraced_region() noexcept;
 void leave_untraced_region() noexcept;
 
+// For repair_hooks()'s probe in sampled mode: the next block this thread
+// allocates through our hooks is noted as recently recorded (block_recorder.h)
+// without being recorded, and the thread's sampler is left as it was.
+// disarm_probe() cancels a probe no hook saw.
+void arm_probe() noexcept;
+void disarm_probe() noexcept;
+
 }  // namespace heapscope::cpython

@@ -40,7 +40,8 @@ struct LastCapture {
 
   bool matches(std::uint64_t now, const hs_raw_frame* captured, int n, unsigned depth) const {
     return epoch == now && count == n && total == depth &&
-           std::memcmp(frames.data(), captured, sizeof(hs_raw_frame) * static_cast<std::size_t>(n)) == 0;
+           std::memcmp(frames.data(), captured,
+                       sizeof(hs_raw_frame) * static_cast<std::size_t>(n)) == 0;
   }
   void remember(std::uint64_t now, const hs_raw_frame* captured, int n, unsigned depth,
                 std::uint32_t id) noexcept {
@@ -142,7 +143,8 @@ void with_current_traceback(bool raw_domain, Apply&& apply) noexcept {
       traceback = engine.intern_traceback_unlocked(total, {ids, static_cast<std::size_t>(count)});
     }
   }
-  if (rememberable && traceback != core::kNoId) last.remember(epoch, frames, count, total, traceback);
+  if (rememberable && traceback != core::kNoId)
+    last.remember(epoch, frames, count, total, traceback);
   apply(engine, traceback);
 }
 
@@ -160,6 +162,10 @@ void retrace_block(std::uintptr_t address) noexcept {
   with_current_traceback(false, [&](core::Engine& engine, std::uint32_t traceback) {
     engine.retrace_unlocked(address, traceback);
   });
+}
+
+void note_recent_block(std::uintptr_t address) noexcept {
+  t_recent[t_recent_next++ % kRecent] = address;
 }
 
 bool recently_recorded(std::uintptr_t address) noexcept {

@@ -20,6 +20,10 @@ void retrace_block(std::uintptr_t address) noexcept;
 // created right after its allocation needs no retrace.
 std::uintptr_t take_last_recorded_block() noexcept;
 
+// Counts `address` among this thread's last few blocks without recording it
+// (a probe in sampled mode).
+void note_recent_block(std::uintptr_t address) noexcept;
+
 // Whether this thread recorded `address` among its last few blocks.
 bool recently_recorded(std::uintptr_t address) noexcept;
 

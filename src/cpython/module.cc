@@ -4,6 +4,7 @@
 #include <nanobind/nanobind.h>
 
 #include <climits>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -47,7 +48,8 @@ nb::object get_object_traceback(nb::handle obj) {
   if (!is_tracing()) return nb::none();
   std::vector<std::uint32_t> frame_ids;
   std::uint32_t total = 0;
-  if (!tracer().engine.traceback_of(block_address(obj.ptr()), &frame_ids, &total)) return nb::none();
+  if (!tracer().engine.traceback_of(block_address(obj.ptr()), &frame_ids, &total))
+    return nb::none();
   nb::object tuple = steal_or_throw(PyTuple_New(static_cast<Py_ssize_t>(frame_ids.size())));
   for (std::size_t i = 0; i < frame_ids.size(); ++i) {
     std::string filename;
@@ -56,8 +58,8 @@ nb::object get_object_traceback(nb::handle obj) {
       std::lock_guard lock(tracer().engine.mutex());
       filename = tracer().engine.filename_of_frame_unlocked(frame_ids[i], &lineno);
     }
-    nb::object name = steal_or_throw(
-        PyUnicode_DecodeUTF8(filename.data(), static_cast<Py_ssize_t>(filename.size()), "surrogatepass"));
+    nb::object name = steal_or_throw(PyUnicode_DecodeUTF8(
+        filename.data(), static_cast<Py_ssize_t>(filename.size()), "surrogatepass"));
     PyTuple_SET_ITEM(tuple.ptr(), static_cast<Py_ssize_t>(i),
                      steal_or_throw(Py_BuildValue("(Oi)", name.ptr(), lineno)).release().ptr());
   }
@@ -71,8 +73,24 @@ NB_MODULE(_heapscope, m) {
   namespace hs = heapscope::cpython;
   if (!hs::initialize()) throw nb::python_error();
 
-  m.def("start", [](nb::handle nframe) { hs::start(hs::nframe_from(nframe)); },
-        nb::arg("nframe").none());
+  m.def(
+      "start",
+      [](nb::handle nframe, std::uint64_t sample_interval) {
+        const int limit = hs::nframe_from(nframe);
+        if (!hs::start(limit, sample_interval)) {
+          const std::uint64_t now = hs::tracer().engine.sample_interval();
+          const std::string mode = now == 0 ? std::string("every block (exact mode)")
+                                            : "a sample every " + std::to_string(now) + " bytes";
+          throw nb::value_error(("heapscope is already tracing " + mode +
+                                 "; call stop() before starting in another mode")
+                                    .c_str());
+        }
+      },
+      nb::arg("nframe").none(), nb::arg("sample_interval") = 0);
+  m.def("get_sampling_interval",
+        [] { return hs::is_tracing() ? hs::tracer().engine.sample_interval() : 0; });
+  m.def("_set_sampling_seed", &hs::set_sampling_seed, nb::arg("seed"),
+        "Seeds the samplers of the next sampled session (tests).");
   m.def("stop", &hs::stop);
   m.def("is_tracing", [] {
     if (hs::repair_hooks() &&
@@ -97,7 +115,8 @@ NB_MODULE(_heapscope, m) {
   });
   m.def("get_tracemalloc_memory", &hs::memory_usage);
   m.def("_get_object_traceback", &hs::get_object_traceback, nb::arg("obj"));
-  m.def("_dropped_traces", [] { return hs::tracer().engine.dropped_traces(); },
-        "Blocks left untraced because the tracer's tables could not grow.");
+  m.def(
+      "_dropped_traces", [] { return hs::tracer().engine.dropped_traces(); },
+      "Blocks left untraced because the tracer's tables could not grow.");
   hs::register_snapshot_binding(m);
 }

@@ -21,7 +21,10 @@ int on_reference_event(PyObject* obj, PyRefTracerEvent event, void* /*data*/) {
     const std::uintptr_t block = block_address(obj);
     // Most objects are created right after their block was allocated and
     // traced with this very traceback: only reused blocks need the work.
-    if (take_last_recorded_block() != block) retrace_block(block);
+    // In sampled mode almost no block is traced: the filter says so
+    // without the lock.
+    if (take_last_recorded_block() != block && tracer().engine.may_be_traced(block))
+      retrace_block(block);
   }
   return previous_tracer ? previous_tracer(obj, event, previous_data) : 0;
 }

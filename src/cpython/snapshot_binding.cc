@@ -9,8 +9,10 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <unordered_map>
@@ -55,7 +57,8 @@ class ObjectCache {
   }
 
   nb::object frame_tuple(std::uint32_t filename_id, std::int64_t lineno) {
-    return steal_or_throw(Py_BuildValue("(OL)", filename(filename_id).ptr(), static_cast<long long>(lineno)));
+    return steal_or_throw(
+        Py_BuildValue("(OL)", filename(filename_id).ptr(), static_cast<long long>(lineno)));
   }
 
   nb::object frame(std::uint32_t id) {
@@ -118,9 +121,9 @@ struct SnapshotCore {
   nb::object trace(std::size_t i) const {
     const snap::Snapshot& s = *data;
     nb::object tb = cache->traceback(s.tracebacks[i]);
-    return steal_or_throw(Py_BuildValue("(INOK)", static_cast<unsigned int>(s.domains[i]),
-                                        PyLong_FromUnsignedLongLong(s.sizes[i]), tb.ptr(),
-                                        static_cast<unsigned long long>(s.tables->total_nframe[s.tracebacks[i]])));
+    return steal_or_throw(Py_BuildValue(
+        "(INOK)", static_cast<unsigned int>(s.domains[i]), PyLong_FromUnsignedLongLong(s.sizes[i]),
+        tb.ptr(), static_cast<unsigned long long>(s.tables->total_nframe[s.tracebacks[i]])));
   }
 
   // `count` traces from `start` every `step` (the caller resolved the slice).
@@ -141,7 +144,7 @@ struct SnapshotCore {
   bool equals(const SnapshotCore& other) const {
     const snap::Snapshot& a = *data;
     const snap::Snapshot& b = *other.data;
-    if (a.size() != b.size()) return false;
+    if (a.size() != b.size() || a.sample_interval != b.sample_interval) return false;
     if (a.domains != b.domains || a.sizes != b.sizes) return false;
     if (a.tables == b.tables) return a.tracebacks == b.tracebacks;
     const snap::Tables& ta = *a.tables;
@@ -176,8 +179,15 @@ snap::KeyType key_type_from(const std::string& name) {
   throw nb::value_error("unknown key_type");
 }
 
-// (frames, size, count) per statistic, sorted; None when the reference
-// implementation must handle this snapshot.
+// A confidence interval as whole units: (floor(low), ceil(high)).
+nb::object bounds(const std::optional<core::sampling::Bounds>& b) {
+  return nb::make_tuple(static_cast<long long>(std::floor(b->low)),
+                        static_cast<long long>(std::ceil(b->high)));
+}
+
+// (frames, size, count) per statistic, sorted, with (size_ci, count_ci)
+// appended for a sampled snapshot; None when the reference implementation
+// must handle this snapshot.
 nb::object statistics(const SnapshotCore& core, const std::string& key_type, bool cumulative) {
   std::vector<snap::StatRow> rows;
   try {
@@ -188,12 +198,18 @@ nb::object statistics(const SnapshotCore& core, const std::string& key_type, boo
   }
   nb::list out;
   for (const auto& row : rows) {
-    out.append(nb::make_tuple(core.cache->key(row.key), row.size, row.count));
+    if (row.size_ci) {
+      out.append(nb::make_tuple(core.cache->key(row.key), row.size, row.count, bounds(row.size_ci),
+                                bounds(row.count_ci)));
+    } else {
+      out.append(nb::make_tuple(core.cache->key(row.key), row.size, row.count));
+    }
   }
   return out;
 }
 
-nb::object compare(const SnapshotCore& now, const SnapshotCore& old, const std::string& key_type, bool cumulative) {
+nb::object compare(const SnapshotCore& now, const SnapshotCore& old, const std::string& key_type,
+                   bool cumulative) {
   std::vector<snap::DiffRow> rows;
   try {
     nb::gil_scoped_release release;
@@ -204,7 +220,14 @@ nb::object compare(const SnapshotCore& now, const SnapshotCore& old, const std::
   nb::list out;
   for (const auto& row : rows) {
     ObjectCache& cache = row.key.tables == now.data->tables.get() ? *now.cache : *old.cache;
-    out.append(nb::make_tuple(cache.key(row.key), row.size, row.size_diff, row.count, row.count_diff));
+    if (row.size_ci) {
+      out.append(nb::make_tuple(cache.key(row.key), row.size, row.size_diff, row.count,
+                                row.count_diff, bounds(row.size_ci), bounds(row.count_ci),
+                                bounds(row.size_diff_ci), bounds(row.count_diff_ci)));
+    } else {
+      out.append(
+          nb::make_tuple(cache.key(row.key), row.size, row.size_diff, row.count, row.count_diff));
+    }
   }
   return out;
 }
@@ -275,7 +298,7 @@ bool exact_int(PyObject* obj, T* out) {
 // CPython's raw traces -> a frozen snapshot; None unless every trace is
 // exactly (int domain < 2**32, int size, ((str, int), ...), int total) with
 // at least one frame, as the tracer makes them.
-nb::object core_from_raw(nb::handle raw) {
+nb::object core_from_raw(nb::handle raw, std::uint64_t sample_interval) {
   nb::object seq = steal_or_throw(PySequence_Fast(raw.ptr(), "traces must be a sequence"));
   const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
   PyObject** items = PySequence_Fast_ITEMS(seq.ptr());
@@ -304,7 +327,8 @@ nb::object core_from_raw(nb::handle raw) {
         if (!PyTuple_CheckExact(frame) || PyTuple_GET_SIZE(frame) != 2) return nb::none();
         PyObject* name = PyTuple_GET_ITEM(frame, 0);
         std::int64_t lineno;
-        if (!PyUnicode_CheckExact(name) || !exact_int(PyTuple_GET_ITEM(frame, 1), &lineno)) return nb::none();
+        if (!PyUnicode_CheckExact(name) || !exact_int(PyTuple_GET_ITEM(frame, 1), &lineno))
+          return nb::none();
         auto fid = filename_ids.find(name);
         if (fid == filename_ids.end()) {
           utf8.clear();
@@ -320,6 +344,7 @@ nb::object core_from_raw(nb::handle raw) {
     s.tracebacks.push_back(builder.traceback(total, found->second));
   }
   s.tables = builder.finish();
+  s.sample_interval = sample_interval;
   return nb::cast(SnapshotCore::wrap(std::move(s)));
 }
 
@@ -336,9 +361,10 @@ SnapshotCore frozen_traces() {
   std::string problem = s.tables->validate();
   if (problem.empty()) problem = s.validate();
   if (!problem.empty()) {
-    throw std::runtime_error("heapscope: the tracer's frozen traces are inconsistent: " + problem + " (" +
-                             std::to_string(s.size()) + " traces, " + std::to_string(s.tables->traceback_count()) +
-                             " tracebacks, " + std::to_string(s.tables->frames.size()) + " frames)");
+    throw std::runtime_error("heapscope: the tracer's frozen traces are inconsistent: " + problem +
+                             " (" + std::to_string(s.size()) + " traces, " +
+                             std::to_string(s.tables->traceback_count()) + " tracebacks, " +
+                             std::to_string(s.tables->frames.size()) + " frames)");
   }
   return SnapshotCore::wrap(std::move(s));
 }
@@ -349,36 +375,60 @@ void register_snapshot_binding(nb::module_& m) {
   nb::class_<SnapshotCore>(m, "_SnapshotCore",
                            "A frozen snapshot: trace columns and interned tables, analysed in C++.")
       .def("__len__", &SnapshotCore::size)
+      .def_prop_ro(
+          "sample_interval", [](const SnapshotCore& core) { return core.data->sample_interval; },
+          "0 for an exact snapshot, else the sampler's mean bytes between samples.")
       .def("trace", &SnapshotCore::trace, "The raw trace tuple at a non-negative index.")
       .def("slice", &SnapshotCore::slice, "Raw trace tuples: count of them from start, every step.")
       .def("equals", &SnapshotCore::equals)
       .def("statistics", &statistics)
       .def("compare", &compare)
       .def("filter", &filter)
-      .def("dump", [](const SnapshotCore& core, std::int64_t traceback_limit) {
-        std::string bytes;
-        {
-          nb::gil_scoped_release release;
-          bytes = snap::encode(*core.data, traceback_limit);
-        }
-        return nb::bytes(bytes.data(), bytes.size());
-      }, "Our snapshot file format, as bytes.");
+      .def(
+          "dump",
+          [](const SnapshotCore& core, std::int64_t traceback_limit) {
+            std::string bytes;
+            {
+              nb::gil_scoped_release release;
+              bytes = snap::encode(*core.data, traceback_limit);
+            }
+            return nb::bytes(bytes.data(), bytes.size());
+          },
+          "Our snapshot file format, as bytes.");
   m.def("_frozen_traces", &frozen_traces, "The live traces, frozen (empty when not tracing).");
-  m.def("_core_from_raw", &core_from_raw, "CPython's raw trace tuples as a frozen snapshot, or None.");
-  m.def("_core_load", [](nb::bytes data) {
-    snap::Decoded decoded;
-    std::string error;
-    {
-      std::string_view view(data.c_str(), data.size());
-      nb::gil_scoped_release release;
-      error = snap::decode(view, &decoded);
-    }
-    if (!error.empty()) throw nb::value_error(error.c_str());
-    return nb::make_tuple(SnapshotCore::wrap(std::move(decoded.snapshot)), decoded.traceback_limit);
-  }, "(core, traceback_limit) from our file format; ValueError naming the problem.");
-  m.def("_pickle_bounds_problem", [](nb::bytes data) {
-    return snap::pickle_bounds_problem(std::string_view(data.c_str(), data.size()));
-  }, "Why unpickling these bytes could allocate far more than their size, or ''.");
+  m.def("_core_from_raw", &core_from_raw, nb::arg("raw"), nb::arg("sample_interval") = 0,
+        "CPython's raw trace tuples as a frozen snapshot, or None.");
+  m.def(
+      "_confidence_interval",
+      [](double value, double variance, double observed, double continuity) {
+        core::sampling::Estimate e{value, variance, 0, 0, observed};
+        return bounds(core::sampling::confidence_interval(e, continuity));
+      },
+      "(low, high) for an estimate (value, variance, observed) allowing one more block of weight "
+      "continuity (tests).");
+  m.def("_gamma_quantile", &core::sampling::gamma_quantile, nb::arg("shape"), nb::arg("q"),
+        "The q-quantile of the gamma distribution of this shape and scale 1 (tests).");
+  m.def(
+      "_core_load",
+      [](nb::bytes data) {
+        snap::Decoded decoded;
+        std::string error;
+        {
+          std::string_view view(data.c_str(), data.size());
+          nb::gil_scoped_release release;
+          error = snap::decode(view, &decoded);
+        }
+        if (!error.empty()) throw nb::value_error(error.c_str());
+        return nb::make_tuple(SnapshotCore::wrap(std::move(decoded.snapshot)),
+                              decoded.traceback_limit);
+      },
+      "(core, traceback_limit) from our file format; ValueError naming the problem.");
+  m.def(
+      "_pickle_bounds_problem",
+      [](nb::bytes data) {
+        return snap::pickle_bounds_problem(std::string_view(data.c_str(), data.size()));
+      },
+      "Why unpickling these bytes could allocate far more than their size, or ''.");
 }
 
 }  // namespace heapscope::cpython

@@ -1,7 +1,9 @@
 #include "tracer.h"
 
 #include <pthread.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <vector>
 
 #include "allocator_hooks.h"
@@ -9,11 +11,6 @@
 #include "reference_tracer.h"
 
 namespace heapscope::cpython {
-
-Tracer& tracer() noexcept {
-  static auto* instance = new Tracer();
-  return *instance;
-}
 
 namespace {
 
@@ -44,6 +41,14 @@ void after_fork() {
   tracer().engine.mutex().unlock();
   leave_untraced_region();
 }
+// The child must not repeat the parent's sample points: new seed, new
+// generation.
+void after_fork_in_child() {
+  Tracer& t = tracer();
+  t.sampler_seed.fetch_xor(static_cast<std::uint64_t>(getpid()) * 0xD6E8FEB86659FD93ull);
+  if (t.sampler_generation.load(std::memory_order_relaxed) != 0) bump_sampler_generation();
+  after_fork();
+}
 
 #if PY_VERSION_HEX >= 0x030C0000
 int on_code_event(PyCodeEvent event, PyCodeObject* code) {
@@ -61,7 +66,10 @@ int on_code_event(PyCodeEvent event, PyCodeObject* code) {
 bool initialize() {
   static bool done = false;
   if (done) return true;
-  if (pthread_atfork(before_fork, after_fork, after_fork) != 0) {
+  tracer().sampler_seed.store(
+      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+      (static_cast<std::uint64_t>(getpid()) << 32));
+  if (pthread_atfork(before_fork, after_fork, after_fork_in_child) != 0) {
     PyErr_SetString(PyExc_RuntimeError, "heapscope: cannot register fork handlers");
     return false;
   }
@@ -72,14 +80,35 @@ bool initialize() {
   return true;
 }
 
-void start(int nframe) {
+bool start(int nframe, std::uint64_t sample_interval) {
   Tracer& t = tracer();
-  if (t.engine.tracing()) return;
+  if (t.engine.tracing()) return t.engine.sample_interval() == sample_interval;
   t.max_nframe.store(nframe, std::memory_order_relaxed);
   install_hooks();
   install_reference_tracer();
   std::lock_guard lock(t.engine.mutex());
+  // Not tracing, so the tables are empty (stop() cleared them): the
+  // interval can change without reweighting anything.
+  t.engine.set_sample_interval_unlocked(sample_interval);
+  if (sample_interval == 0) {
+    t.sampler_generation.store(0, std::memory_order_release);
+  } else {
+    bump_sampler_generation();
+  }
   t.engine.set_tracing_unlocked(true);
+  return true;
+}
+
+void bump_sampler_generation() noexcept {
+  Tracer& t = tracer();
+  t.sampler_threads.store(0, std::memory_order_relaxed);
+  t.sampler_generation.store(++t.last_generation, std::memory_order_release);
+}
+
+void set_sampling_seed(std::uint64_t seed) noexcept {
+  Tracer& t = tracer();
+  t.sampler_seed.store(seed);
+  if (t.sampler_generation.load() != 0) bump_sampler_generation();
 }
 
 void stop() {
@@ -101,15 +130,21 @@ bool repair_hooks() {
   auto seen = [](void* block) {
     return block != nullptr && recently_recorded(reinterpret_cast<std::uintptr_t>(block));
   };
+  // In sampled mode the probes would rarely be sampled: the armed probe
+  // makes our hook note the next block without recording it.
+  arm_probe();
   void* raw = PyMem_RawMalloc(1);
   const bool raw_ok = seen(raw);
   PyMem_RawFree(raw);
+  arm_probe();
   void* mem = PyMem_Malloc(1);
   const bool mem_ok = seen(mem);
   PyMem_Free(mem);
+  arm_probe();
   void* obj = PyObject_Malloc(1);
   const bool obj_ok = seen(obj);
   PyObject_Free(obj);
+  disarm_probe();
   if (raw_ok && mem_ok && obj_ok) return false;
   install_hooks();  // puts ours on top of whatever is there now
   return true;

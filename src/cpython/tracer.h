@@ -17,25 +17,44 @@ inline constexpr int kMaxFrames = 65535;  // CPython's limit for start(nframe)
 
 struct Tracer {
   core::Engine engine;
-  FrameResolver resolver;                 // guarded by engine.mutex()
-  std::atomic<int> max_nframe{1};         // read by the hooks without a lock
+  FrameResolver resolver;          // guarded by engine.mutex()
+  std::atomic<int> max_nframe{1};  // read by the hooks without a lock
   // Bumped (under the engine lock) whenever traceback ids or code-object
   // identities may have changed meaning: tables cleared, a cached code
   // object destroyed. Per-thread caches of traceback ids check it.
   std::atomic<std::uint64_t> epoch{1};
+  // 0 in exact mode. In sampled mode (the interval itself is
+  // engine.sample_interval()) a generation number, never 0: a thread whose
+  // sampler was seeded for another generation restarts it, from a seed
+  // derived from `sampler_seed`, the generation and the thread's arrival,
+  // before it counts a byte (a countdown left from an earlier session
+  // would otherwise skip the first blocks of this one).
+  std::atomic<std::uint64_t> sampler_generation{0};
+  std::uint64_t last_generation = 0;  // guarded by the GIL
+  std::atomic<std::uint64_t> sampler_seed{0};
+  std::atomic<std::uint64_t> sampler_threads{0};
 };
 
+namespace detail {
 // Immortal: the hooks may run during interpreter and process shutdown, after
-// static destructors would have run, so the tracer is never destroyed.
-Tracer& tracer() noexcept;
+// static destructors would have run, so the tracer is never destroyed. Made
+// when the extension is loaded, before any hook can run; a plain pointer
+// (no guard, no call) because every hook reads it.
+inline Tracer* const the_tracer = new Tracer();
+}  // namespace detail
+
+inline Tracer& tracer() noexcept { return *detail::the_tracer; }
 
 // One-time process setup (fork handlers, code watcher). Returns false with
 // a Python exception set on failure.
 bool initialize();
 
-// Installs the hooks (unless ours are already on top) and starts recording.
-// Keeps the current traceback limit when already tracing, as CPython does.
-void start(int nframe);
+// Installs the hooks (unless ours are already on top) and starts recording
+// every block (sample_interval 0) or a byte sample of mean sample_interval.
+// Keeps the current traceback limit when already tracing, as CPython does;
+// returns false, changing nothing, when already tracing in the other mode
+// or at another interval.
+bool start(int nframe, std::uint64_t sample_interval);
 // Stops recording, removes our hooks when they are on top, and drops all traces.
 void stop();
 // Drops all traces and cached frames, keeping tracing on or off.
@@ -48,6 +67,13 @@ bool is_tracing() noexcept;
 // our hooks must see; where they did not, installs them again. Returns
 // whether any domain had lost them. Needs the GIL; only while tracing.
 bool repair_hooks();
+
+// A new sampler generation (sampled mode only), under the GIL or in the
+// fork child.
+void bump_sampler_generation() noexcept;
+
+// The seed of the samplers of the next generation (tests fix it).
+void set_sampling_seed(std::uint64_t seed) noexcept;
 
 // Bytes the tracer itself holds: tables, caches, interned names.
 std::size_t memory_usage();

@@ -69,7 +69,8 @@ set +e
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   PYTHONFAULTHANDLER=1 \
   "$venv_python" -m pytest -p no:cacheprovider -rfE -q \
-    "$repo/tests/test_threads.py" "$repo/tests/test_fork.py" "$repo/tests/test_coexistence.py"
+    "$repo/tests/test_threads.py" "$repo/tests/test_fork.py" "$repo/tests/test_coexistence.py" \
+    "$repo/tests/test_sampling.py"
 ) 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e

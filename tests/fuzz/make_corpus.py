@@ -16,6 +16,8 @@ def main():
     heapscope.Snapshot(RAW, 5).dump(os.path.join(HERE, 'small.hsnap'))
     heapscope.Snapshot([], 1).dump(os.path.join(HERE, 'empty-snapshot.hsnap'))
     heapscope.Snapshot(RAW * 3 + [(1, 2 ** 40, (), 0)], 25).dump(os.path.join(HERE, 'odd.hsnap'))
+    sampled = heapscope._snapshot._snapshot_on(heapscope._heapscope._core_from_raw(RAW, 524288), 5)
+    sampled.dump(os.path.join(HERE, 'sampled.hsnap'))
     for protocol in (0, 2, 4):
         with open(os.path.join(HERE, 'cpython-p%d.pickle' % protocol), 'wb') as fp:
             pickle.dump(cpython.Snapshot(RAW, 5), fp, protocol)

@@ -1,10 +1,13 @@
 #include "core/snapshot/analysis.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <string_view>
 #include <unordered_map>
+
+#include "core/sampling/weights.h"
 
 namespace heapscope::core::snapshot {
 
@@ -12,14 +15,47 @@ namespace {
 
 using Wide = __int128;
 
+using sampling::Estimate;
+
+// Size and count estimates of one group (sampled snapshots only).
+struct Estimates {
+  Estimate size;
+  Estimate count;
+  void add(const Estimates& other) noexcept {
+    size.add(other.size);
+    count.add(other.count);
+  }
+};
+
 struct Group {
   Key key;
   Wide size = 0;
   Wide count = 0;
+  Estimates estimates{};
 };
 
+// Estimates per traceback id in a sampled snapshot (empty when exact).
+std::vector<Estimates> estimate_per_traceback(const Snapshot& snap) {
+  std::vector<Estimates> out;
+  if (snap.sample_interval == 0) return out;
+  out.resize(snap.tables->traceback_count());
+  for (std::size_t i = 0; i < snap.size(); ++i) {
+    const double p = sampling::inclusion_probability(snap.sizes[i], snap.sample_interval);
+    Estimates& e = out[snap.tracebacks[i]];
+    e.size.add_block(static_cast<double>(snap.sizes[i]), p);
+    e.count.add_block(1, p);
+  }
+  return out;
+}
+
+std::int64_t rounded(double v) {
+  if (!(std::fabs(v) < 0x1.0p62)) throw Unsupported("an estimate does not fit in 64 bits");
+  return std::llround(v);
+}
+
 // Sums per traceback id: one pass over the trace columns.
-void sum_per_traceback(const Snapshot& snap, std::vector<std::uint64_t>* sizes, std::vector<std::uint64_t>* counts) {
+void sum_per_traceback(const Snapshot& snap, std::vector<std::uint64_t>* sizes,
+                       std::vector<std::uint64_t>* counts) {
   if (!snap.sizes_fit_int64()) throw Unsupported("sizes too large for 64 bits");
   const std::size_t ntb = snap.tables->traceback_count();
   sizes->assign(ntb, 0);
@@ -39,6 +75,8 @@ std::vector<Group> group(const Snapshot& snap, KeyType key_type, bool cumulative
   const Tables& t = *snap.tables;
   std::vector<std::uint64_t> tb_size, tb_count;
   sum_per_traceback(snap, &tb_size, &tb_count);
+  const std::vector<Estimates> tb_est = estimate_per_traceback(snap);
+  const bool sampled = !tb_est.empty();
   const std::size_t ntb = t.traceback_count();
   std::vector<Group> groups;
 
@@ -59,6 +97,7 @@ std::vector<Group> group(const Snapshot& snap, KeyType key_type, bool cumulative
       }
       groups[it->second].size += tb_size[id];
       groups[it->second].count += tb_count[id];
+      if (sampled) groups[it->second].estimates.add(tb_est[id]);
     }
     return groups;
   }
@@ -68,6 +107,7 @@ std::vector<Group> group(const Snapshot& snap, KeyType key_type, bool cumulative
   const bool by_line = key_type == KeyType::kLineno;
   const std::size_t nkeys = by_line ? t.frames.size() : t.filenames.size();
   std::vector<Wide> key_size(nkeys + 1, 0), key_count(nkeys + 1, 0);
+  std::vector<Estimates> key_est(sampled ? nkeys + 1 : 0);
   for (std::uint32_t id = 0; id < ntb; ++id) {
     if (tb_count[id] == 0) continue;
     auto frames = t.traceback(id);
@@ -76,6 +116,7 @@ std::vector<Group> group(const Snapshot& snap, KeyType key_type, bool cumulative
       if (!by_line) throw Unsupported("'filename' statistics of an empty traceback");
       key_size[nkeys] += tb_size[id];
       key_count[nkeys] += tb_count[id];
+      if (sampled) key_est[nkeys].add(tb_est[id]);
       continue;
     }
     const std::size_t used = cumulative ? frames.size() : 1;
@@ -83,11 +124,12 @@ std::vector<Group> group(const Snapshot& snap, KeyType key_type, bool cumulative
       const std::size_t key = by_line ? frames[k] : t.frames[frames[k]].filename;
       key_size[key] += tb_size[id];
       key_count[key] += tb_count[id];
+      if (sampled) key_est[key].add(tb_est[id]);
     }
   }
   for (std::size_t key = 0; key <= nkeys; ++key) {
     if (key_count[key] == 0) continue;
-    Group g{Key{&t, {}}, key_size[key], key_count[key]};
+    Group g{Key{&t, {}}, key_size[key], key_count[key], sampled ? key_est[key] : Estimates{}};
     if (key < nkeys) {
       g.key.frames.push_back(by_line ? t.frames[key] : Frame{static_cast<std::uint32_t>(key), 0});
     }
@@ -97,7 +139,8 @@ std::vector<Group> group(const Snapshot& snap, KeyType key_type, bool cumulative
 }
 
 std::int64_t narrow(Wide v) {
-  if (v > std::numeric_limits<std::int64_t>::max() || v < std::numeric_limits<std::int64_t>::min()) {
+  if (v > std::numeric_limits<std::int64_t>::max() ||
+      v < std::numeric_limits<std::int64_t>::min()) {
     throw Unsupported("a total does not fit in 64 bits");
   }
   return static_cast<std::int64_t>(v);
@@ -114,7 +157,8 @@ class Ranks {
       ranks_.emplace_back(names.size());
       for (std::uint32_t i = 0; i < names.size(); ++i) all.push_back({names[i], {k, i}});
     }
-    std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::sort(all.begin(), all.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
     std::uint32_t rank = 0;
     for (std::size_t i = 0; i < all.size(); ++i) {
       if (i > 0 && all[i].first != all[i - 1].first) ++rank;
@@ -170,7 +214,18 @@ std::vector<StatRow> statistics(const Snapshot& snap, KeyType key_type, bool cum
   std::vector<Group> groups = group(snap, key_type, cumulative);
   std::vector<StatRow> rows;
   rows.reserve(groups.size());
-  for (Group& g : groups) rows.push_back(StatRow{std::move(g.key), narrow(g.size), narrow(g.count)});
+  for (Group& g : groups) {
+    if (snap.sample_interval == 0) {
+      rows.push_back(StatRow{std::move(g.key), narrow(g.size), narrow(g.count)});
+      continue;
+    }
+    const Estimates& e = g.estimates;
+    rows.push_back(
+        StatRow{std::move(g.key), rounded(e.size.value), rounded(e.count.value),
+                sampling::confidence_interval(
+                    e.size, sampling::size_continuity(e.size, snap.sample_interval)),
+                sampling::confidence_interval(e.count, sampling::count_continuity(e.count))});
+  }
   Ranks ranks({snap.tables.get()});
   // returns >0 when a sorts before b (is bigger)
   sort_rows(&rows, ranks, [](const StatRow& a, const StatRow& b) {
@@ -180,7 +235,8 @@ std::vector<StatRow> statistics(const Snapshot& snap, KeyType key_type, bool cum
   return rows;
 }
 
-std::vector<DiffRow> compare(const Snapshot& now, const Snapshot& old, KeyType key_type, bool cumulative) {
+std::vector<DiffRow> compare(const Snapshot& now, const Snapshot& old, KeyType key_type,
+                             bool cumulative) {
   std::vector<Group> new_groups = group(now, key_type, cumulative);
   std::vector<Group> old_groups = group(old, key_type, cumulative);
   std::vector<const Tables*> tables{now.tables.get()};
@@ -198,25 +254,48 @@ std::vector<DiffRow> compare(const Snapshot& now, const Snapshot& old, KeyType k
   };
   std::unordered_map<std::string, std::size_t> old_index;
   old_index.reserve(old_groups.size());
-  for (std::size_t i = 0; i < old_groups.size(); ++i) old_index.emplace(encode(old_groups[i].key), i);
+  for (std::size_t i = 0; i < old_groups.size(); ++i)
+    old_index.emplace(encode(old_groups[i].key), i);
   std::vector<bool> matched(old_groups.size(), false);
 
   std::vector<DiffRow> rows;
   rows.reserve(new_groups.size() + old_groups.size());
+  const bool sampled = now.sample_interval != 0 || old.sample_interval != 0;
+  auto add_row = [&](Key&& key, const Group* now_group, const Group* old_group) {
+    static const Group kNone{};
+    const Group& n = now_group ? *now_group : kNone;
+    const Group& o = old_group ? *old_group : kNone;
+    if (!sampled) {
+      rows.push_back(DiffRow{std::move(key), narrow(n.size), narrow(n.size - o.size),
+                             narrow(n.count), narrow(n.count - o.count)});
+      return;
+    }
+    const Estimates& ne = n.estimates;
+    const Estimates& oe = o.estimates;
+    const std::int64_t size = rounded(ne.size.value), count = rounded(ne.count.value);
+    using namespace sampling;
+    const std::uint64_t interval = std::max(now.sample_interval, old.sample_interval);
+    const double size_w =
+        std::max(size_continuity(ne.size, interval), size_continuity(oe.size, interval));
+    const double count_w = std::max(count_continuity(ne.count), count_continuity(oe.count));
+    rows.push_back(DiffRow{
+        std::move(key), size, size - rounded(oe.size.value), count, count - rounded(oe.count.value),
+        confidence_interval(ne.size, size_continuity(ne.size, now.sample_interval)),
+        confidence_interval(ne.count, count_continuity(ne.count)),
+        difference_interval(ne.size, oe.size, size_w),
+        difference_interval(ne.count, oe.count, count_w)});
+  };
   for (Group& g : new_groups) {
-    Wide old_size = 0, old_count = 0;
+    const Group* old_group = nullptr;
     if (auto it = old_index.find(encode(g.key)); it != old_index.end()) {
       matched[it->second] = true;
-      old_size = old_groups[it->second].size;
-      old_count = old_groups[it->second].count;
+      old_group = &old_groups[it->second];
     }
-    rows.push_back(DiffRow{std::move(g.key), narrow(g.size), narrow(g.size - old_size), narrow(g.count),
-                           narrow(g.count - old_count)});
+    add_row(std::move(g.key), &g, old_group);
   }
   for (std::size_t i = 0; i < old_groups.size(); ++i) {
     if (matched[i]) continue;
-    Group& g = old_groups[i];
-    rows.push_back(DiffRow{std::move(g.key), 0, narrow(-g.size), 0, narrow(-g.count)});
+    add_row(std::move(old_groups[i].key), nullptr, &old_groups[i]);
   }
   auto abs64 = [](std::int64_t v) { return v < 0 ? -static_cast<Wide>(v) : static_cast<Wide>(v); };
   sort_rows(&rows, ranks, [&](const DiffRow& a, const DiffRow& b) {
@@ -254,7 +333,8 @@ Snapshot filter(const Snapshot& snap, const std::vector<FilterSpec>& filters) {
     std::vector<std::uint8_t> frame_fits(t.frames.size());
     for (std::size_t i = 0; i < t.frames.size(); ++i) {
       const Frame& fr = t.frames[i];
-      frame_fits[i] = name_fits[fr.filename] && !f.lineno_never && (!f.lineno || fr.lineno == *f.lineno);
+      frame_fits[i] =
+          name_fits[fr.filename] && !f.lineno_never && (!f.lineno || fr.lineno == *f.lineno);
     }
     auto& pass = tb_pass[k];
     pass.assign(ntb, 0);
@@ -286,7 +366,8 @@ Snapshot filter(const Snapshot& snap, const std::vector<FilterSpec>& filters) {
     return f.inclusive ? (p && domain_equal) : (p || !domain_equal);
   };
   std::vector<std::size_t> include, exclude;
-  for (std::size_t k = 0; k < filters.size(); ++k) (filters[k].inclusive ? include : exclude).push_back(k);
+  for (std::size_t k = 0; k < filters.size(); ++k)
+    (filters[k].inclusive ? include : exclude).push_back(k);
 
   auto verdict = [&](std::uint32_t domain, std::uint32_t tb) -> bool {
     bool keep = include.empty();
@@ -319,6 +400,7 @@ Snapshot filter(const Snapshot& snap, const std::vector<FilterSpec>& filters) {
   }
   Snapshot out;
   out.tables = snap.tables;
+  out.sample_interval = snap.sample_interval;
   out.domains.resize(kept);
   out.sizes.resize(kept);
   out.tracebacks.resize(kept);

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/sampling/estimate.h"
 #include "core/snapshot/fnmatch.h"
 #include "core/snapshot/frozen_snapshot.h"
 
@@ -35,10 +36,15 @@ struct Key {
   std::vector<Frame> frames;
 };
 
+// In a sampled snapshot (sample_interval > 0) sizes and counts are the
+// rounded estimates, and each has its confidence interval; exact snapshots
+// leave the intervals empty.
 struct StatRow {
   Key key;
   std::int64_t size;
   std::int64_t count;
+  std::optional<sampling::Bounds> size_ci{};
+  std::optional<sampling::Bounds> count_ci{};
 };
 
 struct DiffRow {
@@ -47,19 +53,25 @@ struct DiffRow {
   std::int64_t size_diff;
   std::int64_t count;
   std::int64_t count_diff;
+  std::optional<sampling::Bounds> size_ci{};
+  std::optional<sampling::Bounds> count_ci{};
+  std::optional<sampling::Bounds> size_diff_ci{};
+  std::optional<sampling::Bounds> count_diff_ci{};
 };
 
 // Sorted as Snapshot.statistics sorts: (size, count, traceback), descending.
 std::vector<StatRow> statistics(const Snapshot& snap, KeyType key_type, bool cumulative);
 
-// Sorted as Snapshot.compare_to sorts:
+// Sorted as Snapshot.compare_to sorts (both snapshots exact, or both
+// sampled: the caller refuses a mix):
 // (|size_diff|, size, |count_diff|, count, traceback), descending.
-std::vector<DiffRow> compare(const Snapshot& now, const Snapshot& old, KeyType key_type, bool cumulative);
+std::vector<DiffRow> compare(const Snapshot& now, const Snapshot& old, KeyType key_type,
+                             bool cumulative);
 
 struct FilterSpec {
   bool domain_filter = false;  // DomainFilter: only inclusive and domain count
   bool inclusive = true;
-  Pattern pattern;             // already normalised (".pyc" -> ".py")
+  Pattern pattern;  // already normalised (".pyc" -> ".py")
   // lineno / domain: nullopt means None; `never` means a value no trace's
   // lineno / domain can equal (a string, 1.5, -1...).
   std::optional<std::int64_t> lineno;

@@ -43,8 +43,12 @@ void put_varint(std::string* out, std::uint64_t v) {
   out->push_back(static_cast<char>(v));
 }
 
-std::uint64_t zigzag(std::int64_t v) { return (static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63); }
-std::int64_t unzigzag(std::uint64_t v) { return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1); }
+std::uint64_t zigzag(std::int64_t v) {
+  return (static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63);
+}
+std::int64_t unzigzag(std::uint64_t v) {
+  return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1);
+}
 
 // Reads the payload; every read is bounds-checked and fails by throwing
 // Corrupt with a description.
@@ -74,7 +78,8 @@ class Reader {
   // bytes left before anything is allocated for them.
   std::size_t count(const char* what, std::size_t min_bytes) {
     const std::uint64_t n = varint(what);
-    if (n > left() / min_bytes) throw Corrupt{std::string("count of ") + what + " exceeds the file"};
+    if (n > left() / min_bytes)
+      throw Corrupt{std::string("count of ") + what + " exceeds the file"};
     return static_cast<std::size_t>(n);
   }
 
@@ -122,6 +127,7 @@ std::string encode(const Snapshot& snap, std::int64_t traceback_limit) {
   const Tables& t = *snap.tables;
   std::string payload;
   payload.reserve(snap.size() * 4 + t.traceback_frames.size() * 2 + 1024);
+  if (snap.sample_interval != 0) put_varint(&payload, snap.sample_interval);
   put_varint(&payload, t.filenames.size());
   for (const std::string& name : t.filenames) {
     put_varint(&payload, name.size());
@@ -171,7 +177,7 @@ std::string encode(const Snapshot& snap, std::int64_t traceback_limit) {
 
   std::string out(kMagic, sizeof kMagic);
   put_u32(&out, kFormatVersion);
-  put_u32(&out, 0);  // flags: none defined in version 1
+  put_u32(&out, snap.sample_interval != 0 ? kFlagSampled : 0);
   put_u64(&out, static_cast<std::uint64_t>(traceback_limit));
   put_u64(&out, payload.size());
   put_u64(&out, checksum(payload));
@@ -187,24 +193,30 @@ std::string decode(std::string_view bytes, Decoded* out) {
   if (bytes.size() < kHeaderSize) return "truncated header";
   const std::uint32_t version = get_u32(bytes.data() + 8);
   if (version > kFormatVersion) {
-    return "snapshot file format version " + std::to_string(version) + " is newer than this heapscope reads (" +
-           std::to_string(kFormatVersion) + ")";
+    return "snapshot file format version " + std::to_string(version) +
+           " is newer than this heapscope reads (" + std::to_string(kFormatVersion) + ")";
   }
   if (version == 0) return "invalid snapshot file format version 0";
-  if (get_u32(bytes.data() + 12) != 0) return "unknown flags in the header";
+  const std::uint32_t flags = get_u32(bytes.data() + 12);
+  if ((flags & ~kFlagSampled) != 0) return "unknown flags in the header";
   const auto traceback_limit = static_cast<std::int64_t>(get_u64(bytes.data() + 16));
   const std::uint64_t payload_size = get_u64(bytes.data() + 24);
   const std::uint64_t expected_sum = get_u64(bytes.data() + 32);
   const std::string_view payload = bytes.substr(kHeaderSize);
   if (payload.size() < payload_size) {
-    return "truncated: the header announces " + std::to_string(payload_size) + " bytes of data, the file has " +
-           std::to_string(payload.size());
+    return "truncated: the header announces " + std::to_string(payload_size) +
+           " bytes of data, the file has " + std::to_string(payload.size());
   }
   if (payload.size() > payload_size) return "trailing bytes after the snapshot data";
   if (checksum(payload) != expected_sum) return "checksum mismatch: the file is corrupted";
 
   try {
     Reader r(payload);
+    std::uint64_t sample_interval = 0;
+    if (flags & kFlagSampled) {
+      sample_interval = r.varint("sampling interval");
+      if (sample_interval == 0) throw Corrupt{"a sampled snapshot with a sampling interval of 0"};
+    }
     auto tables = std::make_shared<Tables>();
     const std::size_t nfiles = r.count("filenames", 1);
     tables->filenames.reserve(nfiles);
@@ -221,7 +233,8 @@ std::string decode(std::string_view bytes, Decoded* out) {
     std::unordered_set<std::uint64_t> seen_frames;  // checked pairwise below
     struct PairHash {
       std::size_t operator()(const std::pair<std::uint32_t, std::int64_t>& p) const noexcept {
-        return std::hash<std::uint64_t>()(p.first * 0x9E3779B97F4A7C15ull ^ static_cast<std::uint64_t>(p.second));
+        return std::hash<std::uint64_t>()(p.first * 0x9E3779B97F4A7C15ull ^
+                                          static_cast<std::uint64_t>(p.second));
       }
     };
     std::unordered_set<std::pair<std::uint32_t, std::int64_t>, PairHash> frames_seen;
@@ -238,10 +251,12 @@ std::string decode(std::string_view bytes, Decoded* out) {
       tables->total_nframe.push_back(r.varint("traceback total_nframe"));
       const std::size_t depth = r.count("traceback frames", 1);
       if (depth == 0) throw Corrupt{"empty traceback"};
-      for (std::size_t k = 0; k < depth; ++k) tables->traceback_frames.push_back(r.id("traceback frame id", nframes));
+      for (std::size_t k = 0; k < depth; ++k)
+        tables->traceback_frames.push_back(r.id("traceback frame id", nframes));
       tables->traceback_offsets.push_back(tables->traceback_frames.size());
     }
     Snapshot snap;
+    snap.sample_interval = sample_interval;
     const std::size_t n = r.count("traces", 2);
     snap.domains.reserve(n);
     const std::size_t nruns = r.count("domain runs", 2);
@@ -249,7 +264,8 @@ std::string decode(std::string_view bytes, Decoded* out) {
       const std::uint64_t domain = r.varint("domain");
       if (domain > UINT32_MAX) throw Corrupt{"domain out of range"};
       const std::uint64_t length = r.varint("domain run");
-      if (length == 0 || length > n - snap.domains.size()) throw Corrupt{"domain runs do not add up to the traces"};
+      if (length == 0 || length > n - snap.domains.size())
+        throw Corrupt{"domain runs do not add up to the traces"};
       snap.domains.insert(snap.domains.end(), length, static_cast<std::uint32_t>(domain));
     }
     if (snap.domains.size() != n) throw Corrupt{"domain runs do not add up to the traces"};

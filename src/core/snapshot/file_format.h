@@ -20,6 +20,8 @@ namespace heapscope::core::snapshot {
 inline constexpr char kMagic[8] = {'\x89', 'H', 'S', 'N', 'A', 'P', '\r', '\n'};
 inline constexpr std::uint32_t kFormatVersion = 1;
 inline constexpr std::size_t kHeaderSize = 40;
+// Header flag: a sampled snapshot; the payload starts with its interval.
+inline constexpr std::uint32_t kFlagSampled = 1;
 
 std::string encode(const Snapshot& snap, std::int64_t traceback_limit);
 

@@ -121,6 +121,7 @@ Snapshot from_frozen(FrozenTraces&& frozen) {
   // (tests/test_threads.py): it is not live, so it is left out rather than
   // read out of bounds.
   Snapshot snap;
+  snap.sample_interval = frozen.sample_interval;
   const std::size_t n = frozen.traces.size();
   snap.domains.reserve(n);
   snap.sizes.reserve(n);

@@ -56,6 +56,9 @@ struct Snapshot {
   std::vector<std::uint32_t> domains;
   std::vector<std::uint64_t> sizes;
   std::vector<std::uint32_t> tracebacks;
+  // 0 for an exact snapshot; else the mean bytes between samples of the
+  // sampler that recorded these blocks (statistics weight each block).
+  std::uint64_t sample_interval = 0;
 
   std::size_t size() const noexcept { return sizes.size(); }
   // An empty string when the columns agree and point into the tables.
