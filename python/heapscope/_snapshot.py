@@ -241,6 +241,17 @@ def _snapshot_on(core, traceback_limit):
     return Snapshot(_RawTraces(core), traceback_limit)
 
 
+def _snapshot_of_raw(traces, traceback_limit, sample_interval):
+    """A Snapshot of raw trace tuples taken from a snapshot sampled at
+    sample_interval (0: exact); a sample stays a sample."""
+    if not sample_interval:
+        return Snapshot(traces, traceback_limit)
+    core = _native._core_from_raw(traces, sample_interval)
+    if core is None:
+        raise ValueError('heapscope cannot rebuild a sampled snapshot from these traces')
+    return _snapshot_on(core, traceback_limit)
+
+
 def _group_args(key_type, cumulative):
     """Validate statistics' arguments as the reference does; return the
     canonical key type and cumulative as a bool."""
@@ -430,11 +441,7 @@ class Snapshot:
                 return _snapshot_on(kept, self.traceback_limit)
         kept = [trace for trace in self.traces._traces
                 if self._filter_trace(include_filters, exclude_filters, trace)]
-        interval = self.sample_interval
-        if interval:
-            # the kept blocks are still a sample: keep its interval with them
-            return _snapshot_on(_native._core_from_raw(kept, interval), self.traceback_limit)
-        return Snapshot(kept, self.traceback_limit)
+        return _snapshot_of_raw(kept, self.traceback_limit, self.sample_interval)
 
     def _group_by(self, key_type, cumulative):
         """Return {Traceback: Statistic} for a key type (reference code)."""

@@ -16,6 +16,7 @@ import os
 import runpy
 
 import heapscope
+from heapscope._snapshot import _snapshot_of_raw
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CLI_FILES = os.path.join(_PACKAGE, 'cli', '*')
@@ -56,4 +57,5 @@ def _cut_outer_frames(snapshot, outer_files):
                 end -= 1
             kept = cut[frames] = (frames[:end], len(frames) - end)
         traces.append((domain, size, kept[0], total_nframe - kept[1]))
-    return heapscope.Snapshot(traces, snapshot.traceback_limit)
+    # a sampled snapshot must stay one: its statistics are weighted
+    return _snapshot_of_raw(traces, snapshot.traceback_limit, snapshot.sample_interval)
