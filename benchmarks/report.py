@@ -186,7 +186,7 @@ def slowdown_rows(summary):
 def memory_rows(summary):
     header = ["tracer", "blocks", "RSS delta (MiB)", "added by tracing (MiB)", "bytes per block"]
     rows = []
-    for key in ("none", "tracemalloc-1", "heapscope-1", "memray"):
+    for key in ("none", "tracemalloc-1", "heapscope-1", "memray", "heapscope-sampled"):
         if key in summary.memory:
             m = summary.memory[key]
             bpb, blocks = summary.bytes_per_block(key)

@@ -47,7 +47,7 @@ CLOCKS = ("cpu", "wall")
 CHILD_TIMEOUT = 900  # seconds; tracemalloc nframe=25 on a slow machine stays well under
 
 FULL = {"repeat": 5, "scale": 1.0, "memory_objects": 1_000_000, "memory_repeat": 3,
-        "memory_configs": ["none", "tracemalloc-1", "heapscope-1", "memray"]}
+        "memory_configs": ["none", "tracemalloc-1", "heapscope-1", "memray", "heapscope-sampled"]}
 QUICK = {"repeat": 3, "scale": 0.5, "memory_objects": 1_000_000, "memory_repeat": 1,
          "memory_configs": ["none", "heapscope-1"]}
 

@@ -91,25 +91,8 @@ void Engine::add_trace_unlocked(std::uintptr_t address, std::size_t size,
   note_inserted(address, size, replaced);
 }
 
-std::size_t Engine::counted_size(std::size_t size) const noexcept {
-  const std::uint64_t interval = sample_interval();
-  return interval == 0 ? size : static_cast<std::size_t>(sampling::size_weight(size, interval));
-}
-
-void Engine::note_inserted(std::uintptr_t address, std::size_t size,
-                           std::size_t replaced) noexcept {
-  if (replaced != TraceTable::kNothingReplaced) {
-    memory_.current -= counted_size(replaced);
-  } else if (sample_interval() != 0) {
-    sampled_.add(address);
-  }
-  memory_.current += counted_size(size);
-  memory_.peak = std::max(memory_.peak, memory_.current);
-}
-
-void Engine::note_erased(const TraceRecord& removed) noexcept {
-  memory_.current -= counted_size(removed.size);
-  if (sample_interval() != 0) sampled_.remove(removed.address);
+std::size_t Engine::sampled_weight(std::size_t size, std::uint64_t interval) noexcept {
+  return static_cast<std::size_t>(sampling::size_weight(size, interval));
 }
 
 void Engine::remove_trace_unlocked(std::uintptr_t address) noexcept {
