@@ -150,9 +150,11 @@ def test_filenames_and_source_lines_cannot_break_out_of_the_page(report_paths, s
     # ... and the hostile strings are still there, intact, once the JSON is read
     model = _embedded_data(page)
     assert hostile_path in model['filenames']
-    _, frame = _frame_of(model, 'render_script_tag')
-    assert model['filenames'][frame[0]] == hostile_path
-    assert HOSTILE_LINE in frame[3]
+    # the function may have frames at more than one line (3.12+ also
+    # allocates at its def line): the hostile one is among them
+    frames = [frame for frame in model['frames'] if frame[2] == 'render_script_tag']
+    assert frames and all(model['filenames'][frame[0]] == hostile_path for frame in frames)
+    assert any(HOSTILE_LINE in frame[3] for frame in frames)
 
 
 def test_a_title_is_escaped(snapshots, tmp_path):
