@@ -23,6 +23,8 @@ TARGET_MAX_1 = 2.0
 TARGET_ADD_RATIO = 1 / 3
 TARGET_GEOMEAN_25 = 1.5
 TARGET_BYTES_PER_BLOCK = 16
+# Below this, the RSS a tracer adds is within the noise between runs.
+RSS_RESOLUTION = 1 << 20
 # Issue 6's target for sampled tracing at a 512 KiB interval.
 TARGET_GEOMEAN_SAMPLED = 1.05
 
@@ -195,11 +197,16 @@ def memory_rows(summary):
             label = configs_module.BY_KEY[key].label
             if key == "memray":
                 label += " *"
+            per_block = "" if key == "none" else "n/a" if bpb is None else f"{bpb:.1f}"
+            if added is not None and key != "none" and abs(added) < RSS_RESOLUTION:
+                # a few hundred sampled blocks: what they add is lost in the
+                # run-to-run noise of the RSS, so a quotient would be noise
+                per_block = "not measurable (added RSS below 1 MiB)"
             rows.append([label,
                          "" if key == "none" else f"{blocks:,}" if blocks else "n/a",
                          _mib(m["rss_delta_bytes"]),
                          "" if key == "none" or added is None else _mib(added),
-                         "" if key == "none" else "n/a" if bpb is None else f"{bpb:.1f}"])
+                         per_block])
         elif key in summary.memory_errors:
             rows.append([configs_module.BY_KEY[key].label, "n/a", "n/a", "n/a",
                          f"n/a: {summary.memory_errors[key]}"])

@@ -10,6 +10,7 @@ import os
 import re
 import sys
 
+from ..export import FORMATS as EXPORT_FORMATS  # light: the formats load on use
 from .errors import COMMAND_LINE_ERROR
 
 # tracemalloc's own bounds on nframe (start() raises outside them)
@@ -19,7 +20,6 @@ MAX_NFRAME = 65535
 DEFAULT_TOP = 10
 DEFAULT_OUTPUT = 'heapscope.{pid}.hsnap'
 KEY_TYPES = ('lineno', 'filename', 'traceback')
-EXPORT_FORMATS = ('pprof', 'collapsed', 'speedscope')
 
 _UNITS = {'': 1, 'b': 1, 'k': 1024, 'kb': 1024, 'kib': 1024,
           'm': 1024 ** 2, 'mb': 1024 ** 2, 'mib': 1024 ** 2,
