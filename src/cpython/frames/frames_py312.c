@@ -9,18 +9,20 @@
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
                       unsigned *total) {
   int written = 0;
-  unsigned depth = 0;
   _PyInterpreterFrame *f = (tstate && tstate->cframe) ? tstate->cframe->current_frame : NULL;
-  for (f = _PyFrame_GetFirstComplete(f); f != NULL; f = _PyFrame_GetFirstComplete(f->previous)) {
-    if (written < max_frames) {
-      out[written].code = f->f_code;
-      out[written].byte_offset = _PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT);
-      out[written].lineno_override = -1;
-      written++;
-    }
-    if (depth < 65535) depth++;
+  for (f = _PyFrame_GetFirstComplete(f); f != NULL && written < max_frames;
+       f = _PyFrame_GetFirstComplete(f->previous)) {
+    out[written].code = f->f_code;
+    out[written].byte_offset = _PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT);
+    out[written].lineno_override = -1;
+    written++;
   }
-  *total = depth;
+  /* Past the traceback limit only total_nframe needs the frames: count the
+   * complete ones in a loop that does nothing else (deep stacks spend their
+   * time here). f is complete or NULL here. */
+  unsigned depth = (unsigned)written;
+  for (; f != NULL; f = f->previous) depth += !_PyFrame_IsIncomplete(f);
+  *total = depth < 65535 ? depth : 65535;
   return written;
 }
 

@@ -6,18 +6,18 @@
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
                       unsigned *total) {
   int written = 0;
-  unsigned depth = 0;
-  for (PyFrameObject *f = tstate ? tstate->frame : NULL; f != NULL; f = f->f_back) {
-    if (written < max_frames) {
-      out[written].code = f->f_code;
-      out[written].byte_offset = f->f_lasti;
-      /* PyFrame_GetLineNumber: while tracing, f_lineno is the truth. */
-      out[written].lineno_override = f->f_trace ? f->f_lineno : -1;
-      written++;
-    }
-    if (depth < 65535) depth++;
+  PyFrameObject *f = tstate ? tstate->frame : NULL;
+  for (; f != NULL && written < max_frames; f = f->f_back, written++) {
+    out[written].code = f->f_code;
+    out[written].byte_offset = f->f_lasti;
+    /* PyFrame_GetLineNumber: while tracing, f_lineno is the truth. */
+    out[written].lineno_override = f->f_trace ? f->f_lineno : -1;
   }
-  *total = depth;
+  /* Past the traceback limit only total_nframe needs the frames: count them
+   * in a loop that does nothing else (deep stacks spend their time here). */
+  unsigned depth = (unsigned)written;
+  for (; f != NULL; f = f->f_back) depth++;
+  *total = depth < 65535 ? depth : 65535;
   return written;
 }
 
