@@ -92,9 +92,15 @@ std::uint64_t mix(std::uint64_t z) {
 [[gnu::noinline]] bool sampler_restarted(std::uint64_t generation, std::size_t size,
                                          std::uintptr_t address) noexcept {
   Tracer& t = tracer();
+  // Acquire pairs with start()'s release of the generation: the interval
+  // read next is the one of that generation (0 only if a concurrent stop()
+  // and exact start() won the race: then this block is simply traced).
+  generation = t.sampler_generation.load(std::memory_order_acquire);
+  const std::uint64_t interval = t.engine.sample_interval();
+  if (generation == 0 || interval == 0) return true;
   const std::uint64_t arrival = t.sampler_threads.fetch_add(1, std::memory_order_relaxed);
-  t_sampler.reset(t.engine.sample_interval(), mix(t.sampler_seed.load(std::memory_order_relaxed) ^
-                                                  mix(generation) ^ mix(arrival + 1)));
+  t_sampler.reset(interval, mix(t.sampler_seed.load(std::memory_order_relaxed) ^ mix(generation) ^
+                                mix(arrival + 1)));
   t_sampler_generation = generation;
   if (t_probe_armed) {
     t_probe_armed = false;
