@@ -231,11 +231,7 @@ def test_blocks_far_above_the_interval_are_always_sampled(truth, trials):
 
 
 def test_lower_bound_is_at_least_what_was_seen():
-    _heapscope._set_sampling_seed(7)
-    heapscope.start(1, sample_interval=INTERVAL)
-    keep = []
-    _allocate(keep)
-    snapshot = heapscope.take_snapshot()
+    snapshot = _sampled_snapshot(seed=7)
     seen = {}
     for trace in snapshot.traces:
         seen[trace.traceback[-1]] = seen.get(trace.traceback[-1], 0) + trace.size
@@ -244,11 +240,7 @@ def test_lower_bound_is_at_least_what_was_seen():
 
 
 def test_statistics_match_the_weighted_sum_of_the_sampled_blocks():
-    _heapscope._set_sampling_seed(11)
-    heapscope.start(3, sample_interval=INTERVAL)
-    keep = []
-    _allocate(keep)
-    snapshot = heapscope.take_snapshot()
+    snapshot = _sampled_snapshot(seed=11)
     for key_type, cumulative in (('lineno', False), ('filename', False), ('traceback', False),
                                  ('lineno', True), ('filename', True)):
         expected = {}
