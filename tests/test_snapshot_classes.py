@@ -150,7 +150,8 @@ KEY_MODES = [('traceback', False), ('lineno', False), ('filename', False),
 # StatisticDiff (None when exact) in one extra slot, and the sampling interval
 # of a Snapshot (0 when exact), which must also refuse to be pickled.
 EXTENSIONS = {
-    'Statistic': ({'size_ci', 'count_ci', '_intervals', '_sampled'}, ('_intervals',)),
+    'Statistic': ({'size_ci', 'count_ci', '_interval', '_intervals', '_sampled'},
+                  ('_intervals',)),
     'StatisticDiff': ({'size_ci', 'count_ci', 'size_diff_ci', 'count_diff_ci', '_interval',
                        '_intervals', '_sampled'}, ('_intervals',)),
     'Snapshot': ({'sample_interval'}, ()),

@@ -59,15 +59,14 @@ class Statistic:
 
     # Properties over one optional slot: a Statistic unpickled from CPython's
     # module (three slots) still answers None.
-    @property
-    def size_ci(self):
+    def _interval(self, index):
         intervals = getattr(self, '_intervals', None)
-        return intervals[0] if intervals else None
+        return intervals[index] if intervals else None
 
-    @property
-    def count_ci(self):
-        intervals = getattr(self, '_intervals', None)
-        return intervals[1] if intervals else None
+    size_ci = property(lambda self: self._interval(0),
+                       doc='95 % interval of size (sampled snapshots), else None.')
+    count_ci = property(lambda self: self._interval(1),
+                        doc='95 % interval of count (sampled snapshots), else None.')
 
     def __hash__(self):
         return hash((self.traceback, self.size, self.count))

@@ -150,22 +150,22 @@ void with_current_traceback(bool raw_domain, Apply&& apply) noexcept {
 
 }  // namespace
 
+void note_recent_block(std::uintptr_t address) noexcept {
+  t_recent[t_recent_next++ % kRecent] = address;
+}
+
 void record_new_block(bool raw_domain, std::uintptr_t address, std::size_t size) noexcept {
   with_current_traceback(raw_domain, [&](core::Engine& engine, std::uint32_t traceback) {
     engine.add_trace_unlocked(address, size, traceback);
   });
   t_last_recorded = address;
-  t_recent[t_recent_next++ % kRecent] = address;
+  note_recent_block(address);
 }
 
 void retrace_block(std::uintptr_t address) noexcept {
   with_current_traceback(false, [&](core::Engine& engine, std::uint32_t traceback) {
     engine.retrace_unlocked(address, traceback);
   });
-}
-
-void note_recent_block(std::uintptr_t address) noexcept {
-  t_recent[t_recent_next++ % kRecent] = address;
 }
 
 bool recently_recorded(std::uintptr_t address) noexcept {
