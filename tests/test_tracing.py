@@ -114,6 +114,48 @@ def test_tracebacks_keep_nframe_frames_and_count_the_whole_stack():
     assert ours_raw[0][3] > 40  # total_nframe is the real depth, not the limit
 
 
+def allocate_at_a(n):
+    return bytearray(n)  # alternating-site-a
+
+
+def allocate_at_b(n):
+    return bytearray(n)  # alternating-site-b
+
+
+def test_stacks_that_alternate_keep_their_own_tracebacks():
+    # Stacks seen before are answered from a cache of raw captures: every
+    # block must still get the traceback of the stack that allocated it.
+    heapscope.start(25)
+    kept = []
+    for i in range(300):
+        site = allocate_at_a if i % 3 else allocate_at_b
+        kept.append((site, site(50_000 + i)))
+    for site, block in kept:
+        traceback = heapscope.get_object_traceback(block)
+        marker = "alternating-site-a" if site is allocate_at_a else "alternating-site-b"
+        assert traceback[-1].lineno == lineno_of(marker)
+        assert traceback[-2].lineno == lineno_of("kept.append((site, site(50_000 + i)))")
+        assert traceback.total_nframe == heapscope.get_object_traceback(kept[0][1]).total_nframe
+
+
+def test_code_objects_that_die_do_not_lend_their_lines_to_new_ones():
+    # Fresh functions from exec() often reuse a dead one's address; a cached
+    # capture of the dead code object must not name the new one's lines.
+    heapscope.start(3)
+    kept = []
+    for i in range(200):
+        namespace = {}
+        padding = "\n" * (i % 7)
+        exec(compile(f"{padding}def make(n):\n    return bytearray(n)\n", f"<gen-{i}>", "exec"),
+             namespace)
+        kept.append((i, namespace["make"](40_000 + i)))
+        del namespace
+        gc.collect()
+    for i, block in kept:
+        frame = heapscope.get_object_traceback(block)[-1]
+        assert (frame.filename, frame.lineno) == (f"<gen-{i}>", 2 + i % 7)
+
+
 def test_a_block_freed_while_tracing_leaves_no_trace():
     heapscope.start()
     data = bytearray(77_777)

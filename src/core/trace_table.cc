@@ -154,25 +154,37 @@ bool TraceTable::insert(std::uintptr_t address, std::size_t size, std::uint32_t 
   if (region == nullptr) return false;
   const auto offset = static_cast<std::uint16_t>(address >> kOffsetShift);
   const bool big = size >= kBigSize;
-  if (Slot* slot = find_slot(*region, offset)) {
-    const std::size_t old_size = size_of(address, *slot);
-    if (big) {
-      try {
-        big_sizes_[address] = size;
-      } catch (const std::bad_alloc&) {
-        return false;
+  const auto slot_size = big ? kBigSize : static_cast<std::uint16_t>(size);
+  // One probe run finds either the trace to replace or the empty slot that
+  // ends the run, which is where a new trace goes unless the table grows.
+  std::uint32_t i = 0;
+  if (region->capacity != 0) {
+    const std::uint32_t mask = region->capacity - 1;
+    for (i = home_of(*region, offset); region->slots[i].traceback != kEmpty; i = (i + 1) & mask) {
+      Slot& slot = region->slots[i];
+      if (slot.offset != offset) continue;
+      const std::size_t old_size = size_of(address, slot);
+      if (big) {
+        try {
+          big_sizes_[address] = size;
+        } catch (const std::bad_alloc&) {
+          return false;
+        }
+      } else if (slot.size == kBigSize) {
+        big_sizes_.erase(address);
       }
-    } else if (slot->size == kBigSize) {
-      big_sizes_.erase(address);
+      slot.size = slot_size;
+      slot.traceback = traceback;
+      if (replaced_size) *replaced_size = old_size;
+      return true;
     }
-    slot->size = big ? kBigSize : static_cast<std::uint16_t>(size);
-    slot->traceback = traceback;
-    if (replaced_size) *replaced_size = old_size;
-    return true;
   }
   if (region->capacity == 0 || over_load(region->count + 1, region->capacity)) {
     const std::uint32_t grown = region->capacity ? region->capacity * 2 : kInitialRegionCapacity;
     if (!resize_region(*region, grown)) return false;
+    const std::uint32_t mask = region->capacity - 1;
+    for (i = home_of(*region, offset); region->slots[i].traceback != kEmpty; i = (i + 1) & mask) {
+    }
   }
   if (big) {
     try {
@@ -181,10 +193,7 @@ bool TraceTable::insert(std::uintptr_t address, std::size_t size, std::uint32_t 
       return false;
     }
   }
-  const std::uint32_t mask = region->capacity - 1;
-  std::uint32_t i = home_of(*region, offset);
-  while (region->slots[i].traceback != kEmpty) i = (i + 1) & mask;
-  region->slots[i] = Slot{offset, big ? kBigSize : static_cast<std::uint16_t>(size), traceback};
+  region->slots[i] = Slot{offset, slot_size, traceback};
   if (region->count++ == 0) --empty_regions_;
   ++count_;
   return true;

@@ -58,6 +58,35 @@ struct LastCapture {
   }
 };
 
+// The calling thread's LastCapture, null once the thread is exiting. Read
+// on every allocation, so the pointer is an initial-exec thread_local (one
+// %fs-relative load); a thread_local with a destructor would cost a
+// __tls_get_addr call and a guard check each time. The capture itself is
+// owned by a second thread_local, touched only on a thread's first traced
+// allocation and at its exit.
+thread_local LastCapture* t_last __attribute__((tls_model("initial-exec"))) = nullptr;
+thread_local bool t_last_gone __attribute__((tls_model("initial-exec"))) = false;
+
+struct LastCaptureOwner {
+  LastCapture capture;
+  LastCaptureOwner() noexcept { t_last = &capture; }
+  ~LastCaptureOwner() {
+    t_last = nullptr;
+    t_last_gone = true;  // allocations later in the thread's exit go unremembered
+  }
+};
+
+[[gnu::noinline]] LastCapture* create_last_capture() noexcept {
+  if (t_last_gone) return nullptr;
+  thread_local LastCaptureOwner owner;
+  return t_last;
+}
+
+[[gnu::always_inline]] inline LastCapture* last_capture() noexcept {
+  LastCapture* last = t_last;
+  return last != nullptr ? last : create_last_capture();
+}
+
 // Null when the buffer cannot be had (out of memory): the trace is dropped.
 FrameBuffers* deep_buffers(int limit) noexcept {
   thread_local FrameBuffers buffers;
@@ -117,16 +146,26 @@ void with_current_traceback(bool raw_domain, Apply&& apply) noexcept {
   // Before 3.12, a code object missing from the resolver (seen first
   // without the GIL) has no reference keeping its address unique: only
   // captures made with the GIL may be remembered.
-  thread_local LastCapture last;
-  const bool rememberable = have_gil && frames != nullptr && count > 0;
+  LastCapture* last = last_capture();
+  const bool rememberable = have_gil && frames != nullptr && count > 0 && last != nullptr;
 
   core::Engine& engine = t.engine;
   std::lock_guard lock(engine.mutex());
   if (!engine.tracing()) return;  // stop() won the race: record nothing
   const std::uint64_t epoch = t.epoch.load(std::memory_order_acquire);
-  if (rememberable && last.matches(epoch, frames, count, total)) {
-    apply(engine, last.traceback);
+  if (rememberable && last->matches(epoch, frames, count, total)) {
+    apply(engine, last->traceback);
     return;
+  }
+  std::uint64_t hash = 0;
+  if (rememberable) {
+    hash = CaptureCache::hash(frames, count, total);
+    const std::uint32_t seen = t.captures.find(epoch, hash, frames, count, total);
+    if (seen != CaptureCache::kAbsent) {
+      last->remember(epoch, frames, count, total, seen);
+      apply(engine, seen);
+      return;
+    }
   }
   std::uint32_t traceback = core::kNoId;
   if (frames == nullptr) {
@@ -143,8 +182,10 @@ void with_current_traceback(bool raw_domain, Apply&& apply) noexcept {
       traceback = engine.intern_traceback_unlocked(total, {ids, static_cast<std::size_t>(count)});
     }
   }
-  if (rememberable && traceback != core::kNoId)
-    last.remember(epoch, frames, count, total, traceback);
+  if (rememberable && traceback != core::kNoId) {
+    last->remember(epoch, frames, count, total, traceback);
+    t.captures.insert(epoch, hash, frames, count, total, traceback);
+  }
   apply(engine, traceback);
 }
 

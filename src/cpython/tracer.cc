@@ -25,6 +25,7 @@ void clear_tables(bool stop_tracing) {
     if (stop_tracing) t.engine.set_tracing_unlocked(false);
     t.engine.clear_unlocked();
     owned = t.resolver.clear_unlocked();
+    t.captures.release();
     t.epoch.fetch_add(1, std::memory_order_release);
   }
   for (PyObject* code : owned) Py_DECREF(code);
@@ -154,7 +155,7 @@ std::size_t memory_usage() {
   Tracer& t = tracer();
   std::size_t bytes = sizeof(Tracer) + t.engine.memory_bytes();
   std::lock_guard lock(t.engine.mutex());
-  return bytes + t.resolver.memory_bytes_unlocked();
+  return bytes + t.resolver.memory_bytes_unlocked() + t.captures.memory_bytes();
 }
 
 }  // namespace heapscope::cpython

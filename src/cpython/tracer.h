@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstddef>
 
+#include "capture_cache.h"
 #include "core/engine.h"
 #include "frame_resolver.h"
 
@@ -18,6 +19,7 @@ inline constexpr int kMaxFrames = 65535;  // CPython's limit for start(nframe)
 struct Tracer {
   core::Engine engine;
   FrameResolver resolver;          // guarded by engine.mutex()
+  CaptureCache captures;           // guarded by engine.mutex()
   std::atomic<int> max_nframe{1};  // read by the hooks without a lock
   // Bumped (under the engine lock) whenever traceback ids or code-object
   // identities may have changed meaning: tables cleared, a cached code
