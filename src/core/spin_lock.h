@@ -23,8 +23,18 @@ inline void cpu_relax() noexcept {
 
 class SpinLock {
  public:
-  void lock() noexcept {
-    while (flag_.exchange(true, std::memory_order_acquire)) {
+  // The uncontended case inlines into every hook; waiting stays out of line.
+  [[gnu::always_inline]] void lock() noexcept {
+    if (!flag_.exchange(true, std::memory_order_acquire)) [[likely]]
+      return;
+    lock_contended();
+  }
+  bool try_lock() noexcept { return !flag_.exchange(true, std::memory_order_acquire); }
+  [[gnu::always_inline]] void unlock() noexcept { flag_.store(false, std::memory_order_release); }
+
+ private:
+  [[gnu::noinline]] void lock_contended() noexcept {
+    do {
       int spins = 0;
       while (flag_.load(std::memory_order_relaxed)) {
         if (++spins < 64) {
@@ -33,12 +43,9 @@ class SpinLock {
           std::this_thread::yield();
         }
       }
-    }
+    } while (flag_.exchange(true, std::memory_order_acquire));
   }
-  bool try_lock() noexcept { return !flag_.exchange(true, std::memory_order_acquire); }
-  void unlock() noexcept { flag_.store(false, std::memory_order_release); }
 
- private:
   std::atomic<bool> flag_{false};
 };
 
