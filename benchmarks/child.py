@@ -2,6 +2,7 @@
 
     child.py time    '{"workload": "json", "config": "heapscope-1", "loops": 30}'
     child.py memory  '{"config": "heapscope-1", "objects": 1000000}'
+    child.py memory  '{"config": "heapscope-sampled", "objects": 20000, "workload": "sparse"}'
     child.py probe   '{"config": "memray"}'
 
 Prints one line, ``BENCH-RESULT <json>``, on stdout; anything else the
@@ -48,7 +49,8 @@ def time_workload(spec):
 def measure_memory(spec):
     import rss
 
-    return rss.measure(configs.BY_KEY[spec["config"]], spec["objects"])
+    return rss.measure(configs.BY_KEY[spec["config"]], spec["objects"],
+                       spec.get("workload", "small"))
 
 
 def probe(spec):

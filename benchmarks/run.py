@@ -12,7 +12,8 @@ machine wall-clock time mostly measures the neighbours (--clock wall for the
 other; both are recorded).  The configurations of one workload run
 interleaved, round robin, so a noisy machine slows them alike; the report
 uses the minimum of the runs.  Then rss.py measures the resident memory
-tracing adds per live block.
+tracing adds per live block, and, for sampled tracing, per live sampled
+block on a workload of large untouched blocks (rss.py says why).
 
 The full run prints the tables and writes docs/benchmarks.md and
 docs/benchmarks.png (28 minutes on the 2-core machine while others shared
@@ -48,6 +49,10 @@ CHILD_TIMEOUT = 900  # seconds; tracemalloc nframe=25 on a slow machine stays we
 
 FULL = {"repeat": 5, "scale": 1.0, "memory_objects": 1_000_000, "memory_repeat": 3,
         "memory_configs": ["none", "tracemalloc-1", "heapscope-1", "memray", "heapscope-sampled"]}
+# Blocks of 1 MiB for the memory per sampled block: ~17,000 of them are
+# sampled at 512 KiB, enough to resolve a few bytes each.
+MEMORY_SPARSE_BLOCKS = 20_000
+SAMPLED = "heapscope-sampled"
 QUICK = {"repeat": 3, "scale": 0.5, "memory_objects": 1_000_000, "memory_repeat": 1,
          "memory_configs": ["none", "heapscope-1"]}
 
@@ -164,7 +169,7 @@ def time_workloads(python, names, keys, repeat, scale, broken, clock):
     return times, errors, extras
 
 
-def measure_memory(python, keys, objects, repeat, broken):
+def measure_memory(python, keys, objects, repeat, broken, workload="small"):
     memory, errors = {}, {}
     for key in keys:
         if key in broken:
@@ -172,7 +177,8 @@ def measure_memory(python, keys, objects, repeat, broken):
             continue
         runs = []
         for _ in range(repeat):
-            result, reason = run_child(python, "memory", {"config": key, "objects": objects})
+            result, reason = run_child(python, "memory", {"config": key, "objects": objects,
+                                                          "workload": workload})
             if reason:
                 errors[key] = reason
                 break
@@ -180,7 +186,7 @@ def measure_memory(python, keys, objects, repeat, broken):
         if runs:
             runs.sort(key=lambda r: r["rss_delta_bytes"])
             memory[key] = runs[len(runs) // 2]
-            log(f"  memory {key}: RSS +{memory[key]['rss_delta_bytes'] / 2**20:.1f} MiB"
+            log(f"  memory {workload} {key}: RSS +{memory[key]['rss_delta_bytes'] / 2**20:.1f} MiB"
                 + (f", {memory[key]['blocks']:,} blocks" if "blocks" in memory[key] else ""))
     return memory, errors
 
@@ -241,7 +247,7 @@ def measure(args, argv):
     times, errors, extras = time_workloads(python, names, keys, repeat, scale, broken,
                                            args.clock)
 
-    memory, memory_errors = {}, {}
+    memory, memory_errors, sparse, sparse_errors = {}, {}, {}, {}
     if not args.no_memory:
         memory_keys = [k for k in mode["memory_configs"]
                        if k == "none" or k in keys or not args.configs]
@@ -251,6 +257,18 @@ def measure(args, argv):
                                                mode["memory_repeat"], broken)
         meta.update({"memory_objects": mode["memory_objects"],
                      "memory_repeat": mode["memory_repeat"]})
+        if SAMPLED in memory_keys:
+            # The small objects leave too few sampled blocks to resolve what
+            # each costs: measure sampling again where thousands are live.
+            log(f"memory per sampled block: {MEMORY_SPARSE_BLOCKS:,} blocks of 1 MiB, "
+                f"{mode['memory_repeat']} run(s) each")
+            # Exact tracing of the same blocks too: "per sampled block no more
+            # than exact mode's" compared on one workload.
+            sparse_keys = ["none", "heapscope-1", SAMPLED]
+            sparse, sparse_errors = measure_memory(python, sparse_keys,
+                                                   MEMORY_SPARSE_BLOCKS,
+                                                   mode["memory_repeat"], broken, "sparse")
+            meta["memory_sparse_blocks"] = MEMORY_SPARSE_BLOCKS
 
     meta["load_after"] = os.getloadavg()[0]
     meta["elapsed"] = time.monotonic() - started
@@ -259,6 +277,7 @@ def measure(args, argv):
         "descriptions": {w: workloads.BY_NAME[w].description for w in names},
         "times": times, "errors": errors, "extras": extras,
         "memory": memory, "memory_errors": memory_errors,
+        "memory_sparse": sparse, "memory_sparse_errors": sparse_errors,
     }
 
 

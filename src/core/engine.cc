@@ -84,7 +84,9 @@ void Engine::add_trace_unlocked(std::uintptr_t address, std::size_t size,
   // A block re-traced at the same address (realloc in place) replaces its
   // old trace, so its old size leaves the total.
   std::size_t replaced = TraceTable::kNothingReplaced;
-  if (!traces_.insert(address, size, traceback, &replaced)) {
+  const bool inserted =
+      with_traces([&](auto& traces) { return traces.insert(address, size, traceback, &replaced); });
+  if (!inserted) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
@@ -97,11 +99,14 @@ std::size_t Engine::sampled_weight(std::size_t size, std::uint64_t interval) noe
 
 void Engine::remove_trace_unlocked(std::uintptr_t address) noexcept {
   TraceRecord removed;
-  if (traces_.erase(address, &removed)) note_erased(removed);
+  if (with_traces([&](auto& traces) { return traces.erase(address, &removed); })) {
+    note_erased(removed);
+  }
 }
 
 void Engine::retrace_unlocked(std::uintptr_t address, std::uint32_t traceback) noexcept {
-  if (traceback != kNoId) traces_.set_traceback(address, traceback);
+  if (traceback == kNoId) return;
+  with_traces([&](auto& traces) { return traces.set_traceback(address, traceback); });
 }
 
 void Engine::remove_trace(std::uintptr_t address) noexcept {
@@ -111,7 +116,9 @@ void Engine::remove_trace(std::uintptr_t address) noexcept {
 
 bool Engine::take_trace(std::uintptr_t address, TakenTrace* taken) noexcept {
   std::lock_guard lock(mutex_);
-  if (!traces_.erase(address, &taken->record)) return false;
+  if (!with_traces([&](auto& traces) { return traces.erase(address, &taken->record); })) {
+    return false;
+  }
   note_erased(taken->record);
   taken->generation = generation_;
   return true;
@@ -128,7 +135,9 @@ bool Engine::traceback_of(std::uintptr_t address, std::vector<std::uint32_t>* fr
                           std::uint32_t* total_out) const {
   std::lock_guard lock(mutex_);
   TraceRecord record;
-  if (!traces_.find(address, &record)) return false;
+  if (!with_traces([&](const auto& traces) { return traces.find(address, &record); })) {
+    return false;
+  }
   auto words = tracebacks_.get(record.traceback);
   *total_out = words[0];
   frames_out->assign(words.begin() + 1, words.end());
@@ -144,9 +153,11 @@ std::string Engine::filename_of_frame_unlocked(std::uint32_t frame_id, int* line
 FrozenTraces Engine::take_snapshot() const {
   FrozenTraces frozen;
   std::lock_guard lock(mutex_);
-  frozen.traces.reserve(traces_.size());
-  traces_.for_each([&](const TraceRecord& r) {
-    frozen.traces.push_back(FrozenTraces::Trace{0, r.traceback, r.size});
+  with_traces([&](const auto& traces) {
+    frozen.traces.reserve(traces.size());
+    traces.for_each([&](const TraceRecord& r) {
+      frozen.traces.push_back(FrozenTraces::Trace{0, r.traceback, r.size});
+    });
   });
   frozen.frames = frames_;
   frozen.tracebacks = tracebacks_;
@@ -167,6 +178,7 @@ void Engine::reset_peak() noexcept {
 
 void Engine::clear_unlocked() noexcept {
   traces_.clear();
+  sampled_traces_.clear();
   sampled_.clear();
   frames_.clear();
   tracebacks_.clear();
@@ -180,8 +192,8 @@ void Engine::clear_unlocked() noexcept {
 
 std::size_t Engine::memory_bytes() const noexcept {
   std::lock_guard lock(mutex_);
-  std::size_t bytes =
-      sizeof(*this) + traces_.memory_bytes() + frames_.memory_bytes() + tracebacks_.memory_bytes();
+  std::size_t bytes = sizeof(*this) + traces_.memory_bytes() + sampled_traces_.memory_bytes() +
+                      frames_.memory_bytes() + tracebacks_.memory_bytes();
   for (const std::string& name : filenames_) bytes += sizeof(std::string) + name.capacity();
   // Each map node holds a view and an id plus the bucket pointer.
   bytes +=
@@ -192,7 +204,7 @@ std::size_t Engine::memory_bytes() const noexcept {
 
 std::size_t Engine::trace_count() const noexcept {
   std::lock_guard lock(mutex_);
-  return traces_.size();
+  return traces_.size() + sampled_traces_.size();
 }
 
 }  // namespace heapscope::core

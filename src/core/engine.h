@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "sampling/address_filter.h"
+#include "sampling/sampled_trace_table.h"
 #include "sequence_interner.h"
 #include "spin_lock.h"
 #include "trace_table.h"
@@ -136,7 +137,8 @@ class Engine {
   sampling::AddressFilter sampled_;  // the traced addresses, in sampled mode
 
   // guarded by mutex_
-  TraceTable traces_;
+  TraceTable traces_;                           // exact mode: every block, dense
+  sampling::SampledTraceTable sampled_traces_;  // sampled mode: sparse blocks
   SequenceInterner frames_;
   SequenceInterner tracebacks_;
   std::deque<std::string> filenames_;  // a deque: the views below must not move
@@ -144,6 +146,21 @@ class Engine {
   MemoryCounters memory_;
   std::uint32_t unknown_traceback_ = kNoId;
   std::uint64_t generation_ = 0;  // bumped by every clear
+
+  // Calls `f` with the table of the current mode (the interval only changes
+  // while both are empty). Exact mode pays one predictable branch.
+  template <typename F>
+  [[gnu::always_inline]] decltype(auto) with_traces(F&& f) {
+    if (sample_interval() != 0) [[unlikely]]
+      return f(sampled_traces_);
+    return f(traces_);
+  }
+  template <typename F>
+  [[gnu::always_inline]] decltype(auto) with_traces(F&& f) const {
+    if (sample_interval() != 0) [[unlikely]]
+      return f(sampled_traces_);
+    return f(traces_);
+  }
 
   // What a block of `size` bytes adds to the memory counters: its size, or
   // in sampled mode the estimate it stands for.
