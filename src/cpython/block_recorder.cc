@@ -147,7 +147,7 @@ void with_current_traceback(bool raw_domain, Apply&& apply) noexcept {
   // without the GIL) has no reference keeping its address unique: only
   // captures made with the GIL may be remembered.
   LastCapture* last = last_capture();
-  const bool rememberable = have_gil && frames != nullptr && count > 0 && last != nullptr;
+  bool rememberable = have_gil && frames != nullptr && count > 0 && last != nullptr;
 
   core::Engine& engine = t.engine;
   std::lock_guard lock(engine.mutex());
@@ -175,7 +175,7 @@ void with_current_traceback(bool raw_domain, Apply&& apply) noexcept {
   } else {
     bool resolved = true;
     for (int i = 0; i < count && resolved; ++i) {
-      ids[i] = t.resolver.resolve_unlocked(engine, frames[i], have_gil);
+      ids[i] = t.resolver.resolve_unlocked(engine, frames[i], have_gil, &rememberable);
       resolved = ids[i] != core::kNoId;
     }
     if (resolved) {

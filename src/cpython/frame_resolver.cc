@@ -57,16 +57,17 @@ FrameResolver::CodeEntry* FrameResolver::entry_for_unlocked(core::Engine& engine
 }
 
 std::uint32_t FrameResolver::resolve_unlocked(core::Engine& engine, const hs_raw_frame& frame,
-                                              bool have_gil) noexcept {
+                                              bool have_gil, bool* known) noexcept {
   CodeEntry* entry = entry_for_unlocked(engine, frame.code, have_gil);
-  const std::uint32_t filename =
-      entry ? entry->filename : filename_of_unlocked(engine, frame.code);
+  if (known != nullptr && entry == nullptr) *known = false;
+  const std::uint32_t filename = entry ? entry->filename : filename_of_unlocked(engine, frame.code);
   if (filename == core::kNoId) {
     // No usable filename: CPython reports the frame as ("<unknown>", 0).
     const std::uint32_t unknown = engine.intern_filename_unlocked("<unknown>");
     return unknown == core::kNoId ? core::kNoId : engine.intern_frame_unlocked(unknown, 0);
   }
-  if (frame.lineno_override >= 0) return engine.intern_frame_unlocked(filename, frame.lineno_override);
+  if (frame.lineno_override >= 0)
+    return engine.intern_frame_unlocked(filename, frame.lineno_override);
 
   const bool cacheable = entry != nullptr && frame.byte_offset >= 0 &&
                          static_cast<std::uint32_t>(frame.byte_offset / 2) < entry->units;

@@ -31,8 +31,11 @@ class FrameResolver {
   static constexpr bool kHasCodeWatchers = PY_VERSION_HEX >= 0x030C0000;
 
   // The frame id of `frame`, or core::kNoId when memory ran out.
-  std::uint32_t resolve_unlocked(core::Engine& engine, const hs_raw_frame& frame,
-                                 bool have_gil) noexcept;
+  // `*known` (when given) becomes false if the code object has no entry here
+  // (no memory, or no GIL before 3.12): its death would then go unnoticed,
+  // so captures naming it must not be remembered by address.
+  std::uint32_t resolve_unlocked(core::Engine& engine, const hs_raw_frame& frame, bool have_gil,
+                                 bool* known = nullptr) noexcept;
 
   // Called when a code object dies (3.12+): its entry must not outlive it.
   // Returns whether the cache knew the code object.
