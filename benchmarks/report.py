@@ -390,6 +390,9 @@ def markdown(summary, plot_name):
         "",
         f"Minimum {CLOCK_NAMES[summary.clock]} of {meta['repeat']} runs under each "
         "configuration divided by the minimum untraced time"
+        + (f" (untraced and sampled: {meta['repeat'] + meta['sampled_extra_repeat']} runs, "
+           "the extra ones interleaved between the two alone, because sampling adds about as "
+           "much as this machine's noise)" if meta.get("sampled_extra_repeat") else "")
         + (" (CPU time of the whole process, every thread, so that other processes on the "
            "machine do not count)" if summary.clock == "cpu" else "") + ". *hs/tm added* is the time heapscope adds divided by the "
         "time CPython's tracemalloc adds at the same traceback depth (issue 4's target at "
