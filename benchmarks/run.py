@@ -56,6 +56,9 @@ FULL = {"repeat": 5, "scale": 1.0, "memory_objects": 1_000_000, "memory_repeat":
 # Blocks of 1 MiB for the memory per sampled block: ~17,000 of them are
 # sampled at 512 KiB, enough to resolve a few bytes each.
 MEMORY_SPARSE_BLOCKS = 20_000
+# Under a second per run, and heap layout moves the figure by a few bytes
+# per block from run to run: the median of more runs.
+SPARSE_REPEAT = 5
 SAMPLED = "heapscope-sampled"
 QUICK = {"repeat": 3, "scale": 0.5, "memory_objects": 1_000_000, "memory_repeat": 1,
          "memory_configs": ["none", "heapscope-1"]}
@@ -294,8 +297,9 @@ def measure(args, argv):
             sparse_keys = ["none", "heapscope-1", SAMPLED]
             sparse, sparse_errors = measure_memory(python, sparse_keys,
                                                    MEMORY_SPARSE_BLOCKS,
-                                                   mode["memory_repeat"], broken, "sparse")
+                                                   SPARSE_REPEAT, broken, "sparse")
             meta["memory_sparse_blocks"] = MEMORY_SPARSE_BLOCKS
+            meta["memory_sparse_repeat"] = SPARSE_REPEAT
 
     meta["load_after"] = os.getloadavg()[0]
     meta["elapsed"] = time.monotonic() - started
