@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/trace_table.h"
+#include "trace_model.h"
 
 namespace heapscope::core::sampling {
 namespace {
@@ -27,51 +28,8 @@ namespace {
 constexpr std::uintptr_t kMaxAddress = UINTPTR_MAX;
 constexpr std::uint64_t k64GiB = std::uint64_t{64} << 30;
 
-struct Value {
-  std::size_t size;
-  std::uint32_t traceback;
-  bool operator==(const Value&) const = default;
-};
-
-// The expected contents, with a uniform random pick of a live address.
-class Model {
- public:
-  bool contains(std::uintptr_t a) const { return map_.count(a) != 0; }
-  const Value& at(std::uintptr_t a) const { return map_.at(a); }
-  std::size_t size() const { return map_.size(); }
-  const std::map<std::uintptr_t, Value>& map() const { return map_; }
-
-  void put(std::uintptr_t a, Value v) {
-    if (map_.insert_or_assign(a, v).second) {
-      slot_[a] = keys_.size();
-      keys_.push_back(a);
-    }
-  }
-  bool remove(std::uintptr_t a) {
-    if (map_.erase(a) == 0) return false;
-    const std::size_t at = slot_.at(a);
-    slot_.erase(a);
-    if (at + 1 != keys_.size()) {
-      keys_[at] = keys_.back();
-      slot_[keys_[at]] = at;
-    }
-    keys_.pop_back();
-    return true;
-  }
-  void clear() {
-    map_.clear();
-    keys_.clear();
-    slot_.clear();
-  }
-  std::uintptr_t pick(std::mt19937_64& rng) const {
-    return keys_[std::uniform_int_distribution<std::size_t>(0, keys_.size() - 1)(rng)];
-  }
-
- private:
-  std::map<std::uintptr_t, Value> map_;
-  std::vector<std::uintptr_t> keys_;
-  std::unordered_map<std::uintptr_t, std::size_t> slot_;
-};
+using Value = test_model::TraceValue;
+using Model = test_model::TraceModel;
 
 enum class Pattern { kAscending, kDescending, kRandom, kClustered, kSparse, kExtreme, kMixed };
 

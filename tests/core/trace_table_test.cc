@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "trace_model.h"
+
 namespace heapscope::core {
 namespace {
 
@@ -22,51 +24,8 @@ constexpr std::size_t k4GiB = std::size_t{1} << 32;
 constexpr std::uintptr_t kRegion = 64 * 1024;
 constexpr std::uintptr_t kPool = 4 * 1024;
 
-struct Value {
-  std::size_t size;
-  std::uint32_t traceback;
-  bool operator==(const Value&) const = default;
-};
-
-// The live keys of the model, with O(1) random pick and removal.
-class Model {
- public:
-  bool contains(std::uintptr_t a) const { return map_.count(a) != 0; }
-  std::size_t size() const { return map_.size(); }
-  const std::unordered_map<std::uintptr_t, Value>& map() const { return map_; }
-
-  void put(std::uintptr_t a, Value v) {
-    auto [it, added] = map_.insert_or_assign(a, v);
-    if (added) {
-      position_[a] = keys_.size();
-      keys_.push_back(a);
-    }
-  }
-  bool remove(std::uintptr_t a) {
-    if (map_.erase(a) == 0) return false;
-    const std::size_t at = position_[a];
-    position_.erase(a);
-    if (at != keys_.size() - 1) {
-      keys_[at] = keys_.back();
-      position_[keys_[at]] = at;
-    }
-    keys_.pop_back();
-    return true;
-  }
-  void clear() {
-    map_.clear();
-    keys_.clear();
-    position_.clear();
-  }
-  std::uintptr_t pick(std::mt19937_64& rng) const {
-    return keys_[std::uniform_int_distribution<std::size_t>(0, keys_.size() - 1)(rng)];
-  }
-
- private:
-  std::unordered_map<std::uintptr_t, Value> map_;
-  std::vector<std::uintptr_t> keys_;
-  std::unordered_map<std::uintptr_t, std::size_t> position_;
-};
+using Value = test_model::TraceValue;
+using Model = test_model::TraceModel;
 
 // Addresses shaped like pymalloc's (64 KiB regions of 4 KiB pools, each pool
 // cut in blocks of one 16..512-byte stride after a 48-byte header) or like

@@ -47,23 +47,15 @@ class SampledTraceTable {
 
   static constexpr std::size_t kNothingReplaced = SIZE_MAX;
 
-  // Inserts or replaces the trace of `address`; `*replaced_size`, when
-  // given, receives the size of the trace replaced, or kNothingReplaced.
-  // Returns false, leaving the table unchanged, for lack of memory.
+  // The contract of TraceTable's methods of the same names (trace_table.h),
+  // except that an erase never fails for lack of memory (it only shrinks a
+  // buffer, in place if need be), set_traceback may (a longer varint),
+  // and every traceback id is accepted.
   bool insert(std::uintptr_t address, std::size_t size, std::uint32_t traceback,
               std::size_t* replaced_size = nullptr) noexcept;
-
-  // Removes the trace of `address`, copying it to `*removed` when given.
-  // Returns false when the address was not traced. Never fails otherwise:
-  // a removal only shrinks a buffer, which can be done in place.
   bool erase(std::uintptr_t address, TraceRecord* removed) noexcept;
-
   bool find(std::uintptr_t address, TraceRecord* out) const noexcept;
-
-  // Points the trace of `address` at another traceback; false when untraced
-  // (or, rarely, when a longer varint needed memory that was not there).
   bool set_traceback(std::uintptr_t address, std::uint32_t traceback) noexcept;
-
   void clear() noexcept;
 
   std::size_t size() const noexcept { return count_; }
