@@ -2,7 +2,6 @@
 
 #include <Python.h>
 
-#include <cstring>
 #include <mutex>
 #include <new>
 #include <vector>
@@ -40,8 +39,7 @@ struct LastCapture {
 
   bool matches(std::uint64_t now, const hs_raw_frame* captured, int n, unsigned depth) const {
     return epoch == now && count == n && total == depth &&
-           std::memcmp(frames.data(), captured,
-                       sizeof(hs_raw_frame) * static_cast<std::size_t>(n)) == 0;
+           same_raw_frames(frames.data(), captured, n);
   }
   void remember(std::uint64_t now, const hs_raw_frame* captured, int n, unsigned depth,
                 std::uint32_t id) noexcept {

@@ -10,10 +10,6 @@ namespace {
 
 constexpr std::uint64_t kMix = 0x9E3779B97F4A7C15ULL;
 
-bool same_frames(const hs_raw_frame* a, const hs_raw_frame* b, int count) noexcept {
-  return std::memcmp(a, b, sizeof(hs_raw_frame) * static_cast<std::size_t>(count)) == 0;
-}
-
 }  // namespace
 
 std::uint64_t CaptureCache::hash(const hs_raw_frame* frames, int count, unsigned total) noexcept {
@@ -51,7 +47,7 @@ std::uint32_t CaptureCache::find(std::uint64_t epoch, std::uint64_t hash,
     const Slot& slot = slots_[i];
     if (!live(slot)) return kAbsent;
     if (slot.hash == hash && slot.count == static_cast<std::uint32_t>(count) &&
-        slot.total == total && same_frames(&pool_[slot.first], frames, count)) {
+        slot.total == total && same_raw_frames(&pool_[slot.first], frames, count)) {
       return slot.traceback;
     }
   }
@@ -76,11 +72,12 @@ bool CaptureCache::grow() noexcept {
 
 void CaptureCache::insert(std::uint64_t epoch, std::uint64_t hash, const hs_raw_frame* frames,
                           int count, unsigned total, std::uint32_t traceback) noexcept {
-  if (count <= 0) return;
   const auto need = static_cast<std::uint32_t>(count);
-  if (epoch != epoch_) start_generation(epoch);
-  if (entries_ >= kMaxEntries || need > kMaxPoolFrames - pool_used_) start_generation(epoch);
-  if (need > kMaxPoolFrames) return;
+  // A capture the pool could never hold is not cached (and empties nothing).
+  if (count <= 0 || need > kMaxPoolFrames) return;
+  if (epoch != epoch_ || entries_ >= kMaxEntries || need > kMaxPoolFrames - pool_used_) {
+    start_generation(epoch);
+  }
   // At most half full, so every probe ends at an empty slot.
   if ((entries_ + 1) * 2 > capacity_ && !grow()) return;
   if (pool_used_ + need > pool_capacity_) {

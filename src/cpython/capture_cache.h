@@ -23,11 +23,19 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 
 #include "frames/frame_capture.h"
 
 namespace heapscope::cpython {
+
+// Whether two captures of `count` frames are the same stack (the struct has
+// no padding, so bytes compare as fields do).
+inline bool same_raw_frames(const hs_raw_frame* a, const hs_raw_frame* b, int count) noexcept {
+  static_assert(sizeof(hs_raw_frame) == sizeof(void*) + 2 * sizeof(int));
+  return std::memcmp(a, b, sizeof(hs_raw_frame) * static_cast<std::size_t>(count)) == 0;
+}
 
 class CaptureCache {
  public:
