@@ -64,15 +64,10 @@ class SampledTraceTable {
   // Visits every trace, in address order.
   template <typename F>
   void for_each(F&& visit) const {
+    TraceRecord entries[kMaxEntries];
     for (const Chunk& chunk : chunks_) {
-      const std::uint8_t* p = chunk.data.get();
-      std::uintptr_t previous = chunk.base;
-      for (std::uint32_t i = 0; i < chunk.count; ++i) {
-        TraceRecord record;
-        p = get_entry(p, previous, &record);
-        previous = record.address;
-        visit(record);
-      }
+      decode(chunk, entries);
+      for (std::uint32_t i = 0; i < chunk.count; ++i) visit(entries[i]);
     }
   }
 
