@@ -1,0 +1,241 @@
+"""total_nframe, the whole depth of the stack, counted exactly as CPython's
+own module counts it, on stacks whose shape makes that count hard: frames of
+generators and coroutines, Python re-entered from C, frames still being set
+up (which CPython leaves out), threads.
+
+heapscope counts the depth without looking into every frame (deep stacks
+would pay for it on every allocation), so each scenario runs with both
+tracers on and every traceback is compared with CPython's for the same
+object."""
+
+import gc
+import sys
+import threading
+import tracemalloc as cpython_tracemalloc
+
+import pytest
+
+import heapscope
+
+NFRAME = 4
+
+
+@pytest.fixture(autouse=True)
+def both_tracers_off_before_and_after():
+    heapscope.stop()
+    # 3.9 and 3.10 keep a spare frame object per code object and reuse it,
+    # and CPython's module re-attributes a reused object to the line that
+    # reuses it (see scenario_traces): make the spares before tracing.
+    closure_maker()
+    list(generator_function())
+    yield
+    heapscope.stop()
+    cpython_tracemalloc.stop()
+
+
+def descend(depth, then):
+    if depth:
+        return descend(depth - 1, then)
+    return then()
+
+
+def gen_leaf(kept):
+    kept.append(bytearray(70_001))
+    yield 1
+    kept.append(bytearray(70_002))
+    yield 2
+
+
+def gen_middle(kept):
+    yield from gen_leaf(kept)
+    kept.append(bytearray(70_003))
+    yield 3
+
+
+def drive_generators(kept):
+    total = 0
+    for value in gen_middle(kept):  # plain iteration (inlined on 3.12+)
+        total += value
+    middle = gen_middle(kept)
+    total += next(middle)  # resumed from C
+    total += middle.send(None)
+    return total
+
+
+async def coro_leaf(kept):
+    kept.append(bytearray(70_011))
+    return 1
+
+
+async def coro_outer(kept):
+    return await coro_leaf(kept) + await coro_leaf(kept)
+
+
+def drive_coroutine(kept):
+    coro = coro_outer(kept)
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+
+
+def reenter_from_c(kept):
+    def key(x):
+        kept.append(bytearray(70_021 + x))
+        return -x
+
+    sorted(range(3), key=key)
+    appender = lambda x: kept.append(bytearray(70_031 + x))  # noqa: E731
+    list(map(appender, range(2)))
+    eval("kept.append(bytearray(70_041))", {"kept": kept, "bytearray": bytearray})
+
+
+class AllocatesInInit:
+    def __init__(self, kept):
+        kept.append(bytearray(70_051))
+
+
+class AllocatesInDel:
+    def __init__(self, kept):
+        self.kept = kept
+
+    def __del__(self):
+        self.kept.append(bytearray(70_061))
+
+
+def finalizer_on_decref(kept):
+    obj = AllocatesInDel(kept)
+    del obj
+
+
+def closure_maker():
+    # MAKE_CELL allocates the cell before the frame's first traceable
+    # instruction: the frame is incomplete, and CPython leaves it out.
+    captured = 1
+
+    def inner():
+        return captured
+
+    return inner
+
+
+def generator_function():
+    yield 1  # RETURN_GENERATOR allocates the generator in an incomplete frame
+
+
+class CyclicFinalizer:
+    kept = None
+
+    def __init__(self):
+        self.cycle = self
+
+    def __del__(self):
+        CyclicFinalizer.kept.append(bytearray(70_071))
+
+
+def finalizers_while_frames_are_set_up(kept):
+    # A collection that starts inside MAKE_CELL or RETURN_GENERATOR (3.9-3.11
+    # collect synchronously; the threshold is set so that the frame's first
+    # GC allocation starts one) runs a finalizer's Python code above a frame
+    # that is still incomplete and sits below a C-level entry.
+    CyclicFinalizer.kept = kept
+    threshold = gc.get_threshold()
+    gc.collect()
+    try:
+        for _ in range(20):
+            CyclicFinalizer()
+            gc.set_threshold(max(1, gc.get_count()[0]))
+            kept.append(closure_maker())
+            CyclicFinalizer()
+            gc.set_threshold(max(1, gc.get_count()[0]))
+            kept.append(generator_function())
+    finally:
+        gc.set_threshold(*threshold)
+    gc.collect()
+
+
+SCENARIOS = {
+    "plain recursion": lambda kept: kept.append(bytearray(70_081)),
+    "generators": drive_generators,
+    "coroutine": drive_coroutine,
+    "reentry from C": reenter_from_c,
+    "__init__": lambda kept: kept.append(AllocatesInInit(kept)),
+    "__del__ on decref": finalizer_on_decref,
+    "closure cells": lambda kept: kept.extend(closure_maker() for _ in range(3)),  # traced
+    "generator objects": lambda kept: kept.extend(generator_function() for _ in range(3)),  # traced
+    "finalizers while frames are set up": finalizers_while_frames_are_set_up,
+}
+
+
+def traced_lines():
+    with open(__file__) as f:
+        return {number for number, line in enumerate(f, 1) if line.rstrip().endswith("# traced")}
+
+
+def scenario_traces(raw_traces, lines):
+    """(size, frames, total_nframe), sorted, of every live block that is a
+    scenario's bytearray or was allocated on a line marked `# traced`.
+
+    Only blocks of types without a free list: CPython's module re-attributes
+    an object reused from a free list (a list, dict, tuple, float) to the
+    line that reused it, through a call CPython makes to its own module
+    only, so those tracebacks differ by design."""
+    return sorted((size, frames, total) for _, size, frames, total in raw_traces
+                  if frames and (size > 70_000 or (frames[0][0] == __file__
+                                                   and frames[0][1] in lines)))
+
+
+def compare_in_this_thread(scenario, depth):
+    kept = []
+    # CPython's module first, so that heapscope's hooks wrap its hooks and do
+    # not see the blocks CPython's module allocates for its own traces.
+    cpython_tracemalloc.start(NFRAME)
+    heapscope.start(NFRAME)
+    try:
+        descend(depth, lambda: scenario(kept))
+        theirs = cpython_tracemalloc._get_traces()
+        ours = heapscope._get_traces()
+    finally:
+        heapscope.stop()
+        cpython_tracemalloc.stop()
+    lines = traced_lines()
+    theirs, ours = scenario_traces(theirs, lines), scenario_traces(ours, lines)
+    assert theirs, "CPython's module traced none of the scenario's blocks"
+    assert ours == theirs
+    del kept
+    return [total for _, _, total in ours]
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+@pytest.mark.parametrize("depth", [0, 3, 120])
+def test_total_nframe_matches_cpythons_own_count(name, depth):
+    totals = compare_in_this_thread(SCENARIOS[name], depth)
+    assert max(totals) > depth
+
+
+def test_total_nframe_matches_in_a_thread_started_at_depth():
+    results = []
+
+    def run():
+        try:
+            results.append(compare_in_this_thread(drive_generators, 50))
+        except BaseException as error:  # surfaced below, in the main thread
+            results.append(error)
+
+    thread = threading.Thread(target=descend, args=(30, run))
+    thread.start()
+    thread.join()
+    if isinstance(results[0], BaseException):
+        raise results[0]
+    # The thread's own stack, not the main thread's: 50 + 30 and a few more.
+    assert 80 < max(results[0]) < 100
+
+
+def test_total_nframe_matches_on_a_stack_2500_frames_deep():
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 3000))
+    try:
+        totals = compare_in_this_thread(SCENARIOS["generators"], 2500)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert max(totals) > 2500
