@@ -8,6 +8,11 @@ namespace heapscope::core {
 namespace {
 
 constexpr std::uint32_t kInitialRegionCapacity = 8;
+// Spare slot arrays kept: at least this much, more while the live tables
+// are big (a quarter of them), so a round of building and dropping a
+// structure of ~100k blocks reuses its arrays and a million live traces
+// pay at most a few percent more.
+constexpr std::size_t kMinSpareBytes = std::size_t{1} << 20;
 constexpr std::size_t kKeptEmptyRegions = 64;
 constexpr std::uint64_t kFibonacci = 0x9E3779B97F4A7C15ULL;
 
@@ -85,21 +90,52 @@ TraceTable::Region* TraceTable::find_or_add_region(std::uintptr_t number) noexce
   return last_region_;
 }
 
+std::unique_ptr<TraceTable::Slot[]> TraceTable::take_slots(std::uint32_t capacity) noexcept {
+  const auto log2 = static_cast<unsigned>(__builtin_ctz(capacity));
+  std::unique_ptr<Slot[]> slots;
+  if (log2 < kCapacityClasses && !spare_[log2].empty()) {
+    slots = std::move(spare_[log2].back());
+    spare_[log2].pop_back();
+    spare_bytes_ -= capacity * sizeof(Slot);
+  } else {
+    slots.reset(new (std::nothrow) Slot[capacity]);
+    if (!slots) return nullptr;
+  }
+  std::fill_n(slots.get(), capacity, Slot{0, 0, kEmpty});
+  return slots;
+}
+
+void TraceTable::keep_slots(std::unique_ptr<Slot[]> slots, std::uint32_t capacity) noexcept {
+  const auto log2 = static_cast<unsigned>(__builtin_ctz(capacity));
+  const std::size_t bytes = capacity * sizeof(Slot);
+  if (!slots || log2 >= kCapacityClasses ||
+      spare_bytes_ + bytes > std::max(kMinSpareBytes, slot_bytes_ / 4)) {
+    return;  // freed here
+  }
+  try {
+    spare_[log2].push_back(std::move(slots));
+    spare_bytes_ += bytes;
+  } catch (const std::bad_alloc&) {
+    // no room to remember it: freed with the unique_ptr
+  }
+}
+
 bool TraceTable::resize_region(Region& region, std::uint32_t capacity) noexcept {
-  std::unique_ptr<Slot[]> fresh(new (std::nothrow) Slot[capacity]);
+  std::unique_ptr<Slot[]> fresh = take_slots(capacity);
   if (!fresh) return false;
-  for (std::uint32_t i = 0; i < capacity; ++i) fresh[i] = Slot{0, 0, kEmpty};
   std::unique_ptr<Slot[]> old = std::move(region.slots);
   const std::uint32_t old_capacity = region.capacity;
   region.slots = std::move(fresh);
   region.capacity = capacity;
   region.shift = 64 - static_cast<unsigned>(__builtin_ctz(capacity));
+  slot_bytes_ = slot_bytes_ + capacity * sizeof(Slot) - old_capacity * sizeof(Slot);
   for (std::uint32_t j = 0; j < old_capacity; ++j) {
     if (old[j].traceback == kEmpty) continue;
     std::uint32_t i = home_of(region, old[j].offset);
     while (region.slots[i].traceback != kEmpty) i = (i + 1) & (capacity - 1);
     region.slots[i] = old[j];
   }
+  if (old_capacity != 0) keep_slots(std::move(old), old_capacity);
   return true;
 }
 
@@ -108,7 +144,13 @@ void TraceTable::drop_empty_regions() noexcept {
   // survivors need. Amortised: runs only once empties outnumber the living.
   std::size_t kept = 0;
   for (std::size_t i = 0; i < regions_.size(); ++i) {
-    if (regions_[i]->count != 0) regions_[kept++] = std::move(regions_[i]);
+    Region& region = *regions_[i];
+    if (region.count != 0) {
+      regions_[kept++] = std::move(regions_[i]);
+    } else if (region.capacity != 0) {
+      slot_bytes_ -= region.capacity * sizeof(Slot);
+      keep_slots(std::move(region.slots), region.capacity);
+    }
   }
   regions_.resize(kept);
   empty_regions_ = 0;
@@ -293,6 +335,9 @@ void TraceTable::clear() noexcept {
   directory_shift_ = 64;
   last_region_ = nullptr;
   empty_regions_ = 0;
+  for (auto& spares : spare_) std::vector<std::unique_ptr<Slot[]>>().swap(spares);
+  spare_bytes_ = 0;
+  slot_bytes_ = 0;
   count_ = 0;
   big_sizes_ = {};
   unaligned_ = {};
@@ -302,7 +347,8 @@ std::size_t TraceTable::memory_bytes() const noexcept {
   constexpr std::size_t kMapNode = 2 * sizeof(void*);  // per-node link and hash
   std::size_t bytes = sizeof(*this) + directory_.capacity() * sizeof(std::int32_t) +
                       regions_.capacity() * sizeof(std::unique_ptr<Region>);
-  for (const auto& region : regions_) bytes += sizeof(Region) + region->capacity * sizeof(Slot);
+  bytes += regions_.size() * sizeof(Region) + slot_bytes_ + spare_bytes_;
+  for (const auto& spares : spare_) bytes += spares.capacity() * sizeof(std::unique_ptr<Slot[]>);
   bytes += big_sizes_.size() * (sizeof(std::uintptr_t) + sizeof(std::size_t) + kMapNode) +
            big_sizes_.bucket_count() * sizeof(void*);
   bytes += unaligned_.size() * (sizeof(std::uintptr_t) + sizeof(TraceRecord) + kMapNode) +

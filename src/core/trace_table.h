@@ -10,7 +10,10 @@
 // so a trace costs 8 bytes divided by the table's load, with no allocation
 // of its own. A table grows past 4/5 full (to 2/5) and shrinks under 1/10
 // full, and regions left empty are freed in batches, so memory follows the
-// live traces rather than their peak.
+// live traces rather than their peak. Slot arrays a region lets go of are
+// kept, up to a budget, for the next region that needs that capacity:
+// programs that build and drop big structures in a loop would otherwise
+// malloc, fault in and free the same arrays on every round.
 // Sizes of 64 KiB and more keep their real size in a side map, and so do
 // the rare addresses that are not 8-byte aligned, which have no offset.
 //
@@ -26,6 +29,7 @@
 // Not thread-safe: the owner (Engine) serialises every call.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -117,7 +121,12 @@ class TraceTable {
   Region* find_or_add_region(std::uintptr_t number) noexcept;
   bool grow_directory() noexcept;
   bool rebuild_directory(std::size_t capacity) noexcept;
-  static bool resize_region(Region& region, std::uint32_t capacity) noexcept;
+  bool resize_region(Region& region, std::uint32_t capacity) noexcept;
+  // A slot array of `capacity` (a power of two), every slot empty; null
+  // when out of memory.
+  std::unique_ptr<Slot[]> take_slots(std::uint32_t capacity) noexcept;
+  // Keeps `slots` for reuse while the spares stay within budget.
+  void keep_slots(std::unique_ptr<Slot[]> slots, std::uint32_t capacity) noexcept;
   void give_back_memory(Region& region) noexcept;
   void drop_empty_regions() noexcept;
 
@@ -144,6 +153,13 @@ class TraceTable {
   unsigned directory_shift_ = 64;
   mutable Region* last_region_ = nullptr;  // consecutive calls mostly hit one region
   std::size_t empty_regions_ = 0;          // regions holding no trace
+
+  // Spare slot arrays by log2 of their capacity (at most 2^17 slots: an
+  // offset has 16 bits and a table is at most 4/5 full).
+  static constexpr unsigned kCapacityClasses = 18;
+  std::array<std::vector<std::unique_ptr<Slot[]>>, kCapacityClasses> spare_;
+  std::size_t spare_bytes_ = 0;
+  std::size_t slot_bytes_ = 0;  // in the regions' own tables
 
   std::size_t count_ = 0;
   std::unordered_map<std::uintptr_t, std::size_t> big_sizes_;

@@ -324,6 +324,33 @@ TEST(TraceTable, ErasingMostTracesGivesMostOfTheirMemoryBack) {
       << ")";
 }
 
+TEST(TraceTable, RoundsOfBuildingAndDroppingKeepAtMostAMebibyteOfSpareSlots) {
+  // Slot arrays that regions let go of are kept for reuse, within a budget
+  // of 1 MiB (more only while the live tables are big): a table drained of
+  // 200k traces stays that close to empty, round after round, and clear()
+  // gives the spares back too.
+  TraceTable table;
+  const std::size_t empty = table.memory_bytes();
+  const std::uintptr_t base = 0x7d0000000000;
+  const std::uintptr_t end = base + 200000 * 16;
+  std::size_t drained = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (std::uintptr_t a = base; a < end; a += 16) ASSERT_TRUE(table.insert(a, 16, 2));
+    EXPECT_GT(table.memory_bytes(), empty + 200000 * 4);
+    for (std::uintptr_t a = base; a < end; a += 16) ASSERT_TRUE(table.erase(a, nullptr));
+    ASSERT_EQ(table.size(), 0u);
+    const std::size_t now = table.memory_bytes();
+    EXPECT_LE(now, empty + (std::size_t{1} << 20) + 64 * 1024) << "round " << round;
+    if (round > 0) {
+      // No growth from round to round beyond the spare lists' own vectors.
+      EXPECT_LE(now, drained + 256) << "round " << round;
+    }
+    drained = now;
+  }
+  table.clear();
+  EXPECT_LE(table.memory_bytes(), empty + 64);
+}
+
 TEST(TraceTable, APymallocLikeHeapCostsAtMost24BytesPerTrace) {
   // DESIGN.md aims at 16 bytes per traced block or less (CPython: ~97).
   // Blocks of 16..512 bytes filling 4 KiB pools, one stride per pool, in
