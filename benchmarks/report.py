@@ -55,6 +55,18 @@ class Summary:
         for w in self.workloads:
             self.minimum[w] = {c: min(ts) for c, ts in times[w].items() if ts}
             self.median[w] = {c: statistics.median(ts) for c, ts in times[w].items() if ts}
+        # Untraced runs of the main round robin only. A configuration is
+        # compared with the untraced runs interleaved with its own: the extra
+        # runs only sampled mode had would lower the untraced minimum on a
+        # noisy machine (a minimum of 11 runs against one of 5) and inflate
+        # every other configuration's slowdown.
+        main = self.meta.get("repeat") if self.meta.get("sampled_extra_repeat") else None
+        self.main_minimum, self.main_median = {}, {}
+        for w in self.workloads:
+            untraced = times[w].get("none", [])[:main]
+            if untraced:
+                self.main_minimum[w] = min(untraced)
+                self.main_median[w] = statistics.median(untraced)
         self.memory = results.get("memory", {})
         self.memory_errors = results.get("memory_errors", {})
         # Sampled tracing on large untouched blocks (rss.py); absent from
@@ -64,11 +76,18 @@ class Summary:
 
     # --- timing -------------------------------------------------------------
 
+    def untraced(self, w, c, by="minimum"):
+        """The untraced time configuration `c` is compared with (None if missing)."""
+        if c == SAMPLED:
+            return getattr(self, by)[w].get("none")
+        return getattr(self, "main_" + by).get(w)
+
     def slowdown(self, w, c, by="minimum"):
         times = getattr(self, by)[w]
-        if "none" not in times or c not in times:
+        base = self.untraced(w, c, by)
+        if base is None or c not in times:
             return None
-        return times[c] / times["none"]
+        return times[c] / base
 
     def geomean(self, c, by="minimum"):
         return geomean([self.slowdown(w, c, by) for w in self.workloads])
@@ -80,9 +99,9 @@ class Summary:
         """Time heapscope adds / time CPython's tracemalloc adds (minima)."""
         times = self.minimum[w]
         ours, theirs = f"heapscope-{nframe}", f"tracemalloc-{nframe}"
-        if not all(k in times for k in ("none", ours, theirs)):
+        base = self.untraced(w, ours)
+        if base is None or not all(k in times for k in (ours, theirs)):
             return None, "n/a"
-        base = times["none"]
         added_theirs = times[theirs] - base
         if added_theirs < MEANINGFUL_ADDED * base:
             return None, "n/m"
@@ -211,7 +230,7 @@ def slowdown_rows(summary):
     header += [f"hs/tm added, nframe={n}" for n in ratios]
     rows = []
     for w in summary.workloads:
-        base = summary.minimum[w].get("none")
+        base = summary.main_minimum.get(w)  # what the slowdowns of this row divide by
         row = [w, "n/a" if base is None else f"{base:.3f} s"]
         row += [_cell(summary, w, c) for c in summary.traced]
         row += [_ratio(summary, w, n) for n in ratios]
@@ -389,10 +408,11 @@ def markdown(summary, plot_name):
         "## Slowdown against no tracing",
         "",
         f"Minimum {CLOCK_NAMES[summary.clock]} of {meta['repeat']} runs under each "
-        "configuration divided by the minimum untraced time"
-        + (f" (untraced and sampled: {meta['repeat'] + meta['sampled_extra_repeat']} runs, "
-           "the extra ones interleaved between the two alone, because sampling adds about as "
-           "much as this machine's noise)" if meta.get("sampled_extra_repeat") else "")
+        "configuration divided by the minimum of the untraced runs interleaved with them"
+        + (f" (sampled mode: {meta['repeat'] + meta['sampled_extra_repeat']} runs, against "
+           "as many untraced ones, the extra ones interleaved between the two alone, because "
+           "sampling adds about as much as this machine's noise)"
+           if meta.get("sampled_extra_repeat") else "")
         + (" (CPU time of the whole process, every thread, so that other processes on the "
            "machine do not count)" if summary.clock == "cpu" else "") + ". *hs/tm added* is the time heapscope adds divided by the "
         "time CPython's tracemalloc adds at the same traceback depth (issue 4's target at "
