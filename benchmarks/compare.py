@@ -16,7 +16,6 @@ paired ratios are steadier than ratios of minima taken over different runs.
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import random
@@ -25,21 +24,19 @@ import subprocess
 import sys
 import tempfile
 
-import environment
+import run
 import workloads
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-CHILD = os.path.join(HERE, "child.py")
-QUICK = ["json", "ast", "dataclasses", "deep_stack", "raytrace"]
 CONFIGS = ["heapscope-1", "heapscope-25", "heapscope-sampled"]
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="HEAD", help="git revision of the base build")
-    parser.add_argument("--workloads", default=",".join(QUICK),
-                        help=f"comma-separated (default {','.join(QUICK)})")
+    parser.add_argument("--workloads", default=",".join(workloads.QUICK),
+                        help=f"comma-separated (default {','.join(workloads.QUICK)})")
     parser.add_argument("--config", default="heapscope-1", choices=CONFIGS)
     parser.add_argument("--repeat", type=int, default=9, help="rounds per workload")
     parser.add_argument("--scale", type=float, default=0.5,
@@ -87,16 +84,11 @@ def worktree(revision, path):
 
 
 def time_once(python, workload, config, loops, pythonpath):
-    env = environment.child_environment()
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
     spec = {"workload": workload, "config": config, "loops": loops}
-    proc = subprocess.run([python, CHILD, "time", json.dumps(spec)], cwd=HERE, env=env,
-                          capture_output=True, text=True)
-    for line in reversed(proc.stdout.splitlines()):
-        if proc.returncode == 0 and line.startswith("BENCH-RESULT "):
-            return json.loads(line[len("BENCH-RESULT "):])["cpu"]
-    raise SystemExit(f"{workload} {config}: {environment.last_line(proc.stderr)}")
+    result, reason = run.run_child(python, "time", spec, pythonpath)
+    if reason:
+        raise SystemExit(f"{workload} {config}: {reason}")
+    return result["cpu"]
 
 
 def compare(args, builds):

@@ -116,12 +116,16 @@ def pick(names, known, what):
     return chosen
 
 
-def run_child(python, mode, spec):
-    """Run child.py once; return (result dict, None) or (None, reason)."""
+def run_child(python, mode, spec, pythonpath=None):
+    """Run child.py once; return (result dict, None) or (None, reason).
+    `pythonpath` puts a build of heapscope ahead of the installed one."""
     command = [python, CHILD, mode, json.dumps(spec)]
+    env = environment.child_environment()
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     try:
         proc = subprocess.run(command, capture_output=True, text=True, cwd=HERE,
-                              timeout=CHILD_TIMEOUT, env=environment.child_environment())
+                              timeout=CHILD_TIMEOUT, env=env)
     except subprocess.TimeoutExpired:
         return None, f"timed out after {CHILD_TIMEOUT} s"
     for line in reversed(proc.stdout.splitlines()):
