@@ -8,43 +8,97 @@ namespace {
 
 enum class Arg {
   kNone,
-  kLine,       // one newline-terminated argument
-  kTwoLines,   // GLOBAL, INST
+  kLine,      // one newline-terminated argument
+  kTwoLines,  // GLOBAL, INST
   kFixed1,
   kFixed2,
   kFixed4,
   kFixed8,
-  kCounted1,   // uint8 length, then that many bytes
-  kCounted4,   // uint32 length (LONG4/BININT-style int32 for BINSTRING)
+  kCounted1,  // uint8 length, then that many bytes
+  kCounted4,  // uint32 length (LONG4/BININT-style int32 for BINSTRING)
   kCounted8,
   kUnknown,
 };
 
 Arg arg_of(unsigned char op) {
   switch (op) {
-    case '(': case '.': case '0': case '1': case '2': case 'N': case 'R': case 'a':
-    case 'b': case 'd': case '}': case 'e': case 'l': case ']': case 'o': case 's':
-    case 't': case ')': case 'u': case 'Q': case 0x81: case 0x85: case 0x86: case 0x87:
-    case 0x88: case 0x89: case 0x8f: case 0x90: case 0x91: case 0x92: case 0x93:
-    case 0x94: case 0x97: case 0x98:
+    case '(':
+    case '.':
+    case '0':
+    case '1':
+    case '2':
+    case 'N':
+    case 'R':
+    case 'a':
+    case 'b':
+    case 'd':
+    case '}':
+    case 'e':
+    case 'l':
+    case ']':
+    case 'o':
+    case 's':
+    case 't':
+    case ')':
+    case 'u':
+    case 'Q':
+    case 0x81:
+    case 0x85:
+    case 0x86:
+    case 0x87:
+    case 0x88:
+    case 0x89:
+    case 0x8f:
+    case 0x90:
+    case 0x91:
+    case 0x92:
+    case 0x93:
+    case 0x94:
+    case 0x97:
+    case 0x98:
       return Arg::kNone;
-    case 'I': case 'L': case 'F': case 'S': case 'V': case 'P': case 'g': case 'p':
+    case 'I':
+    case 'L':
+    case 'F':
+    case 'S':
+    case 'V':
+    case 'P':
+    case 'g':
+    case 'p':
       return Arg::kLine;
-    case 'c': case 'i':
+    case 'c':
+    case 'i':
       return Arg::kTwoLines;
-    case 'K': case 'h': case 'q': case 0x80: case 0x82:
+    case 'K':
+    case 'h':
+    case 'q':
+    case 0x80:
+    case 0x82:
       return Arg::kFixed1;
-    case 'M': case 0x83:
+    case 'M':
+    case 0x83:
       return Arg::kFixed2;
-    case 'J': case 'j': case 'r': case 0x84:
+    case 'J':
+    case 'j':
+    case 'r':
+    case 0x84:
       return Arg::kFixed4;
-    case 'G': case 0x95:
+    case 'G':
+    case 0x95:
       return Arg::kFixed8;
-    case 0x8a: case 'U': case 0x8c: case 'C':
+    case 0x8a:
+    case 'U':
+    case 0x8c:
+    case 'C':
       return Arg::kCounted1;
-    case 'T': case 'X': case 'B': case 0x8b:
+    case 'T':
+    case 'X':
+    case 'B':
+    case 0x8b:
       return Arg::kCounted4;
-    case 0x8d: case 0x8e: case 0x96:
+    case 0x8d:
+    case 0x8e:
+    case 0x96:
       return Arg::kCounted8;
     default:
       return Arg::kUnknown;
@@ -102,8 +156,14 @@ std::string pickle_bounds_problem(std::string_view pickle) {
         i = second + 1;
         break;
       }
-      case Arg::kFixed1: case Arg::kFixed2: case Arg::kFixed4: case Arg::kFixed8: {
-        const int width = arg == Arg::kFixed1 ? 1 : arg == Arg::kFixed2 ? 2 : arg == Arg::kFixed4 ? 4 : 8;
+      case Arg::kFixed1:
+      case Arg::kFixed2:
+      case Arg::kFixed4:
+      case Arg::kFixed8: {
+        const int width = arg == Arg::kFixed1   ? 1
+                          : arg == Arg::kFixed2 ? 2
+                          : arg == Arg::kFixed4 ? 4
+                                                : 8;
         if (n - i < static_cast<std::size_t>(width)) return {};
         const std::uint64_t value = little_endian(p + i, width);
         if (op == 'q' || op == 'r') {
@@ -115,7 +175,9 @@ std::string pickle_bounds_problem(std::string_view pickle) {
         i += width;
         break;
       }
-      case Arg::kCounted1: case Arg::kCounted4: case Arg::kCounted8: {
+      case Arg::kCounted1:
+      case Arg::kCounted4:
+      case Arg::kCounted8: {
         const int width = arg == Arg::kCounted1 ? 1 : arg == Arg::kCounted4 ? 4 : 8;
         if (n - i < static_cast<std::size_t>(width)) return {};
         const std::uint64_t length = little_endian(p + i, width);
