@@ -225,6 +225,28 @@ def test_pickles_announcing_huge_sizes_are_refused_before_unpickling(tmp_path, d
     assert 'beyond the size of the file' in message or 'longer than the file' in message
 
 
+def _framed(body):
+    return b'\x95' + len(body).to_bytes(8, 'little') + body
+
+
+@pytest.mark.parametrize('data', [
+    # a frame inside a frame: the file-reading C unpickler would read the
+    # inner one from the file position, past the outer frame's rest
+    b'\x80\x04' + _framed(_framed(b'N.')),
+    # BININT2 whose argument runs past the end of its frame
+    b'\x80\x04' + _framed(b'M\x01') + b'\x00.',
+])
+def test_pickle_frames_that_the_unpickler_would_misread_are_refused(tmp_path, data):
+    assert 'frame' in load_error(write(tmp_path, data))
+
+
+def test_well_framed_pickles_still_load(tmp_path):
+    for protocol in (4, 5):
+        with open(tmp_path / 'p', 'wb') as fp:
+            pickle.dump(cpython.Snapshot(raw_traces(300), 5), fp, protocol)
+        assert len(heapscope.Snapshot.load(tmp_path / 'p').traces) == 300
+
+
 def test_the_fuzzers_regression_inputs_are_refused(tmp_path):
     corpus = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fuzz', 'corpus')
     for name in sorted(os.listdir(corpus)):

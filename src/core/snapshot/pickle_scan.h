@@ -7,8 +7,11 @@
 // it is read. A few hostile bytes can thus demand gigabytes. This scan walks
 // the opcodes without executing anything and rejects a memo index or a
 // length beyond the size of the file, so unpickling stays proportional to
-// the input. Everything else (unknown opcodes, bad values, which classes may
-// be named) is left to the unpickler and its restricted find_class.
+// the input. It also refuses a frame that starts inside another frame and an
+// opcode that runs past its frame's end (Python's unpickler refuses both):
+// there the file-reading C unpickler would execute other bytes than the
+// ones scanned. Everything else (unknown opcodes, bad values, which classes
+// may be named) is left to the unpickler and its restricted find_class.
 #pragma once
 
 #include <string>
