@@ -41,7 +41,7 @@ TraceTable::Region* TraceTable::find_region_slow(std::uintptr_t number) const no
     if (index < 0) return nullptr;
     Region* region = regions_[static_cast<std::size_t>(index)].get();
     if (region->number == number) {
-      last_region_ = region;
+      region_cache_[number % kRegionCacheSize] = RegionCacheEntry{number, region};
       return region;
     }
   }
@@ -86,8 +86,9 @@ TraceTable::Region* TraceTable::find_or_add_region(std::uintptr_t number) noexce
   std::size_t i = (number * kFibonacci) >> directory_shift_;
   while (directory_[i] >= 0) i = (i + 1) & mask;
   directory_[i] = static_cast<std::int32_t>(regions_.size() - 1);
-  last_region_ = regions_.back().get();
-  return last_region_;
+  Region* added = regions_.back().get();
+  region_cache_[number % kRegionCacheSize] = RegionCacheEntry{number, added};
+  return added;
 }
 
 std::unique_ptr<TraceTable::Slot[]> TraceTable::take_slots(std::uint32_t capacity) noexcept {
@@ -154,7 +155,7 @@ void TraceTable::drop_empty_regions() noexcept {
   }
   regions_.resize(kept);
   empty_regions_ = 0;
-  last_region_ = nullptr;
+  forget_cached_regions();
   std::size_t capacity = 64;
   while ((regions_.size() + 1) * 2 > capacity) capacity *= 2;
   if (capacity < directory_.size() && rebuild_directory(capacity)) return;
@@ -183,6 +184,38 @@ bool TraceTable::insert_unaligned(std::uintptr_t address, std::size_t size,
 
 bool TraceTable::insert(std::uintptr_t address, std::size_t size, std::uint32_t traceback,
                         std::size_t* replaced_size) noexcept {
+  // The common case: an aligned small block in a region whose table has
+  // room. One probe run finds the trace to replace or the free slot.
+  if ((address & ((1u << kOffsetShift) - 1)) == 0 && size < kBigSize && traceback != kEmpty)
+      [[likely]] {
+    Region* region = find_region(address >> kRegionShift);
+    if (region != nullptr && region->capacity != 0) [[likely]] {
+      const auto offset = static_cast<std::uint16_t>(address >> kOffsetShift);
+      const std::uint32_t mask = region->capacity - 1;
+      Slot* slots = region->slots.get();
+      std::uint32_t i = home_of(*region, offset);
+      for (; slots[i].traceback != kEmpty; i = (i + 1) & mask) {
+        if (slots[i].offset != offset) continue;
+        if (slots[i].size == kBigSize) break;  // its side-map entry goes too
+        if (replaced_size) *replaced_size = slots[i].size;
+        slots[i].size = static_cast<std::uint16_t>(size);
+        slots[i].traceback = traceback;
+        return true;
+      }
+      if (slots[i].traceback == kEmpty && !over_load(region->count + 1, region->capacity)) {
+        if (replaced_size) *replaced_size = kNothingReplaced;
+        slots[i] = Slot{offset, static_cast<std::uint16_t>(size), traceback};
+        if (region->count++ == 0) --empty_regions_;
+        ++count_;
+        return true;
+      }
+    }
+  }
+  return insert_slow(address, size, traceback, replaced_size);
+}
+
+bool TraceTable::insert_slow(std::uintptr_t address, std::size_t size, std::uint32_t traceback,
+                             std::size_t* replaced_size) noexcept {
   if (replaced_size) *replaced_size = kNothingReplaced;
   if (traceback == kEmpty) return false;  // reserved for free slots
   if (address & ((1u << kOffsetShift) - 1)) {
@@ -241,22 +274,32 @@ bool TraceTable::insert(std::uintptr_t address, std::size_t size, std::uint32_t 
   return true;
 }
 
+bool TraceTable::erase_unaligned(std::uintptr_t address, TraceRecord* removed) noexcept {
+  auto it = unaligned_.find(address);
+  if (it == unaligned_.end()) return false;
+  if (removed) *removed = it->second;
+  unaligned_.erase(it);
+  --count_;
+  return true;
+}
+
+std::size_t TraceTable::erase_big_size(std::uintptr_t address) noexcept {
+  auto it = big_sizes_.find(address);
+  if (it == big_sizes_.end()) return kBigSize;
+  const std::size_t size = it->second;
+  big_sizes_.erase(it);
+  return size;
+}
+
 bool TraceTable::erase(std::uintptr_t address, TraceRecord* removed) noexcept {
   if (count_ == 0) return false;
-  if (address & ((1u << kOffsetShift) - 1)) {
-    auto it = unaligned_.find(address);
-    if (it == unaligned_.end()) return false;
-    if (removed) *removed = it->second;
-    unaligned_.erase(it);
-    --count_;
-    return true;
-  }
+  if (address & ((1u << kOffsetShift) - 1)) return erase_unaligned(address, removed);
   Region* region = find_region(address >> kRegionShift);
   if (region == nullptr) return false;
   Slot* slot = find_slot(*region, static_cast<std::uint16_t>(address >> kOffsetShift));
   if (slot == nullptr) return false;
-  if (removed) *removed = TraceRecord{address, size_of(address, *slot), slot->traceback};
-  if (slot->size == kBigSize) big_sizes_.erase(address);
+  const std::size_t size = slot->size == kBigSize ? erase_big_size(address) : slot->size;
+  if (removed) *removed = TraceRecord{address, size, slot->traceback};
   // Backward-shift deletion: pull later members of the probe run into the
   // hole so lookups never need tombstones.
   const std::uint32_t mask = region->capacity - 1;
@@ -273,7 +316,7 @@ bool TraceTable::erase(std::uintptr_t address, TraceRecord* removed) noexcept {
   region->slots[hole] = Slot{0, 0, kEmpty};
   --region->count;
   --count_;
-  give_back_memory(*region);
+  if (region->count == 0 || region->count * 10 < region->capacity) give_back_memory(*region);
   return true;
 }
 
@@ -333,7 +376,7 @@ void TraceTable::clear() noexcept {
   std::vector<std::unique_ptr<Region>>().swap(regions_);
   std::vector<std::int32_t>().swap(directory_);
   directory_shift_ = 64;
-  last_region_ = nullptr;
+  forget_cached_regions();
   empty_regions_ = 0;
   for (auto& spares : spare_) std::vector<std::unique_ptr<Slot[]>>().swap(spares);
   spare_bytes_ = 0;

@@ -114,10 +114,13 @@ class TraceTable {
   std::size_t size_of(std::uintptr_t address, const Slot& slot) const noexcept;
 
   Region* find_region(std::uintptr_t number) const noexcept {
-    if (last_region_ != nullptr && last_region_->number == number) return last_region_;
+    const RegionCacheEntry& cached = region_cache_[number % kRegionCacheSize];
+    if (cached.number == number) return cached.region;
     return find_region_slow(number);
   }
+  // Looks `number` up in the directory and caches what it finds.
   Region* find_region_slow(std::uintptr_t number) const noexcept;
+  void forget_cached_regions() noexcept { region_cache_.fill(RegionCacheEntry{}); }
   Region* find_or_add_region(std::uintptr_t number) noexcept;
   bool grow_directory() noexcept;
   bool rebuild_directory(std::size_t capacity) noexcept;
@@ -127,7 +130,7 @@ class TraceTable {
   std::unique_ptr<Slot[]> take_slots(std::uint32_t capacity) noexcept;
   // Keeps `slots` for reuse while the spares stay within budget.
   void keep_slots(std::unique_ptr<Slot[]> slots, std::uint32_t capacity) noexcept;
-  void give_back_memory(Region& region) noexcept;
+  [[gnu::noinline]] void give_back_memory(Region& region) noexcept;
   void drop_empty_regions() noexcept;
 
   // Fibonacci hashing: one multiply; also run for every slot a deletion shifts.
@@ -144,6 +147,13 @@ class TraceTable {
     }
   }
 
+  // The general cases of insert() and erase(): a new region or a table that
+  // must grow, sizes of 64 KiB and more, unaligned addresses. Kept out of
+  // line so the common case carries none of their registers or code.
+  [[gnu::noinline]] bool insert_slow(std::uintptr_t address, std::size_t size,
+                                     std::uint32_t traceback, std::size_t* replaced_size) noexcept;
+  [[gnu::noinline]] bool erase_unaligned(std::uintptr_t address, TraceRecord* removed) noexcept;
+  [[gnu::noinline]] std::size_t erase_big_size(std::uintptr_t address) noexcept;
   bool insert_unaligned(std::uintptr_t address, std::size_t size, std::uint32_t traceback) noexcept;
 
   // Regions own their slots; the directory indexes them by region number
@@ -151,8 +161,16 @@ class TraceTable {
   std::vector<std::unique_ptr<Region>> regions_;
   std::vector<std::int32_t> directory_;
   unsigned directory_shift_ = 64;
-  mutable Region* last_region_ = nullptr;  // consecutive calls mostly hit one region
-  std::size_t empty_regions_ = 0;          // regions holding no trace
+  // Recently used regions, direct-mapped by region number: a program's
+  // live blocks sit in a few dozen regions, and calls alternate between
+  // them (one slot for the last region missed on a third of json's calls).
+  struct RegionCacheEntry {
+    std::uintptr_t number = UINTPTR_MAX;  // no region has this number
+    Region* region = nullptr;
+  };
+  static constexpr std::size_t kRegionCacheSize = 64;
+  mutable std::array<RegionCacheEntry, kRegionCacheSize> region_cache_{};
+  std::size_t empty_regions_ = 0;  // regions holding no trace
 
   // Spare slot arrays by log2 of their capacity (at most 2^17 slots: an
   // offset has 16 bits and a table is at most 4/5 full).
