@@ -154,6 +154,18 @@ def finalizers_while_frames_are_set_up(kept):
     gc.collect()
 
 
+def change_recursion_limit(kept):
+    # 3.12 reads the depth from the thread's recursion counter, which
+    # sys.setrecursionlimit rewrites: the depth must come out the same.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + 17)
+    try:
+        kept.append(bytearray(70_091))
+    finally:
+        sys.setrecursionlimit(limit)
+    kept.append(bytearray(70_092))
+
+
 SCENARIOS = {
     "plain recursion": lambda kept: kept.append(bytearray(70_081)),
     "generators": drive_generators,
@@ -164,6 +176,7 @@ SCENARIOS = {
     "closure cells": lambda kept: kept.extend(closure_maker() for _ in range(3)),  # traced
     "generator objects": lambda kept: kept.extend(generator_function() for _ in range(3)),  # traced
     "finalizers while frames are set up": finalizers_while_frames_are_set_up,
+    "recursion limit changed": change_recursion_limit,
 }
 
 
@@ -239,3 +252,47 @@ def test_total_nframe_matches_on_a_stack_2500_frames_deep():
     finally:
         sys.setrecursionlimit(limit)
     assert max(totals) > 2500
+
+
+# 3.13 reports the RecursionError at the overflowing frame's first line,
+# earlier versions at the call that overflowed.
+def overflow(n):  # traced
+    return overflow(n + 1)  # traced
+
+
+def stack_depth():
+    frame, depth = sys._getframe(), 0
+    while frame is not None:
+        frame, depth = frame.f_back, depth + 1
+    return depth
+
+
+def test_total_nframe_matches_for_blocks_allocated_while_raising_recursion_error():
+    # CPython allocates the RecursionError (3.12+) and its message while
+    # the frame that overflowed is linked but its count is being undone:
+    # heapscope walks the stack then instead of trusting the counter.
+    limit = sys.getrecursionlimit()
+    cpython_tracemalloc.start(NFRAME)
+    heapscope.start(NFRAME)
+    try:
+        sys.setrecursionlimit(stack_depth() + 60)
+        try:
+            overflow(0)
+        except RecursionError as error:
+            caught = error
+        finally:
+            sys.setrecursionlimit(limit)
+        # The traceback's objects (and before 3.11 its frames, taken from a
+        # free list) go; the exception and its message stay.
+        caught.__traceback__ = None
+        theirs = cpython_tracemalloc._get_traces()
+        ours = heapscope._get_traces()
+    finally:
+        heapscope.stop()
+        cpython_tracemalloc.stop()
+    sizes = {sys.getsizeof(caught), sys.getsizeof(caught.args[0])}
+    lines = traced_lines()
+    theirs = [t for t in scenario_traces(theirs, lines) if t[0] in sizes]
+    ours = [t for t in scenario_traces(ours, lines) if t[0] in sizes]
+    assert theirs and ours == theirs
+    assert min(total for _, _, total in ours) > 50

@@ -138,7 +138,7 @@ void with_current_traceback(bool raw_domain, Apply&& apply) noexcept {
   unsigned total = 0;
   int count = 0;
   if (tstate != nullptr && frames != nullptr) {
-    count = hs_capture_frames(tstate, frames, limit, &total);
+    count = hs_capture_frames(tstate, frames, limit, &total, have_gil);
   }
 
   // Before 3.12, a code object missing from the resolver (seen first

@@ -29,9 +29,12 @@ typedef struct {
 
 /* Writes at most `max_frames` frames of `tstate`'s stack into `out`, most
  * recent first, and returns how many it wrote. `*total` receives the whole
- * depth, capped at 65535 as CPython caps total_nframe. */
+ * depth, capped at 65535 as CPython caps total_nframe. `holds_gil` says the
+ * calling thread holds the GIL: only then may 3.12+ read the depth from the
+ * thread's recursion counters, which sys.setrecursionlimit rewrites from
+ * another thread under the GIL. */
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
-                      unsigned *total);
+                      unsigned *total, int holds_gil);
 
 /* The number of code units (instructions) of `code`: the valid range of
  * byte_offset / 2 that the line cache may index. */

@@ -7,7 +7,8 @@
 #include <internal/pycore_frame.h>
 
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
-                      unsigned *total) {
+                      unsigned *total, int holds_gil) {
+  (void)holds_gil; /* no counter to read: before 3.12 one counter mixes C and Python calls */
   int written = 0;
   _PyInterpreterFrame *f = (tstate && tstate->cframe) ? tstate->cframe->current_frame : NULL;
   for (; f != NULL && written < max_frames; f = f->previous) {

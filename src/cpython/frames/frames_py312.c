@@ -5,23 +5,54 @@
 #include "frame_capture.h"
 
 #include <internal/pycore_frame.h>
+#include <internal/pycore_interp.h>
+
+/* The number of complete frames on the stack, from the thread's Python
+ * recursion counter instead of a walk; 0 when the counter cannot be trusted
+ * here. The counter counts exactly the frames that passed the evaluation
+ * loop's entry check (start_frame, or gen.throw()'s entry) and are still
+ * linked, because CPython links, counts, uncounts and unlinks each frame
+ * with no allocation in between, except in two places:
+ *  - raising RecursionError, which it does with recursion_headroom set;
+ *  - a PEP 523 evaluator, which may link frames its own way.
+ * Both fall back to the walk. Of the counted frames, only the top one can
+ * be incomplete: a frame is incomplete while it runs the instructions before
+ * its first traceable one (MAKE_CELL, COPY_FREE_VARS, RETURN_GENERATOR),
+ * which call no Python code, and since 3.12 a garbage collection (and its
+ * finalizers) waits for the eval breaker instead of starting inside them. */
+static unsigned depth_from_counter(PyThreadState *tstate, _PyInterpreterFrame *top) {
+  if (tstate->recursion_headroom != 0 || tstate->interp->eval_frame != NULL) return 0;
+  int counted = tstate->py_recursion_limit - tstate->py_recursion_remaining;
+  if (top != NULL && top->owner != FRAME_OWNED_BY_CSTACK && _PyFrame_IsIncomplete(top)) {
+    counted--;
+  }
+  return counted > 0 ? (unsigned)counted : 0;
+}
 
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
-                      unsigned *total) {
+                      unsigned *total, int holds_gil) {
   int written = 0;
-  _PyInterpreterFrame *f = (tstate && tstate->cframe) ? tstate->cframe->current_frame : NULL;
-  for (f = _PyFrame_GetFirstComplete(f); f != NULL && written < max_frames;
+  _PyInterpreterFrame *top = (tstate && tstate->cframe) ? tstate->cframe->current_frame : NULL;
+  _PyInterpreterFrame *f;
+  for (f = _PyFrame_GetFirstComplete(top); f != NULL && written < max_frames;
        f = _PyFrame_GetFirstComplete(f->previous)) {
     out[written].code = f->f_code;
     out[written].byte_offset = _PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT);
     out[written].lineno_override = -1;
     written++;
   }
-  /* Past the traceback limit only total_nframe needs the frames: count the
-   * complete ones in a loop that does nothing else (deep stacks spend their
-   * time here). f is complete or NULL here. */
+  /* Past the traceback limit only total_nframe needs the frames. f is
+   * complete or NULL here, so the depth is more than `written` frames; a
+   * counter that says otherwise is not trusted. */
   unsigned depth = (unsigned)written;
-  for (; f != NULL; f = f->previous) depth += !_PyFrame_IsIncomplete(f);
+  if (f != NULL) {
+    const unsigned counted = holds_gil ? depth_from_counter(tstate, top) : 0;
+    if (counted > depth) {
+      depth = counted;
+    } else {
+      for (; f != NULL; f = f->previous) depth += !_PyFrame_IsIncomplete(f);
+    }
+  }
   *total = depth < 65535 ? depth : 65535;
   return written;
 }

@@ -7,7 +7,13 @@
 #include <internal/pycore_frame.h>
 
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
-                      unsigned *total) {
+                      unsigned *total, int holds_gil) {
+  /* 3.12 reads the depth from the recursion counter; 3.13 cannot: a class
+   * call specialised as CALL_ALLOC_AND_ENTER_INIT links and counts a
+   * trampoline frame (_Py_InitCleanup) below __init__'s frame, which is
+   * incomplete and so left out of CPython's own count, and only a walk
+   * finds how many such frames the stack holds. */
+  (void)holds_gil;
   int written = 0;
   _PyInterpreterFrame *f = tstate ? tstate->current_frame : NULL;
   for (f = _PyFrame_GetFirstComplete(f); f != NULL && written < max_frames;

@@ -4,7 +4,8 @@
 #include <frameobject.h>
 
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
-                      unsigned *total) {
+                      unsigned *total, int holds_gil) {
+  (void)holds_gil; /* no counter to read: before 3.12 one counter mixes C and Python calls */
   int written = 0;
   PyFrameObject *f = tstate ? tstate->frame : NULL;
   for (; f != NULL && written < max_frames; f = f->f_back, written++) {
