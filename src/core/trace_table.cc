@@ -8,6 +8,8 @@ namespace heapscope::core {
 namespace {
 
 constexpr std::uint32_t kInitialRegionCapacity = 8;
+// How much a table that drained grows at once while below its peak.
+constexpr std::uint32_t kRegrowthStep = 8;
 // Spare slot arrays kept: at least this much, more while the live tables
 // are big (a quarter of them), so a round of building and dropping a
 // structure of ~100k blocks reuses its arrays and a million live traces
@@ -129,6 +131,7 @@ bool TraceTable::resize_region(Region& region, std::uint32_t capacity) noexcept 
   region.slots = std::move(fresh);
   region.capacity = capacity;
   region.shift = 64 - static_cast<unsigned>(__builtin_ctz(capacity));
+  region.peak_capacity = std::max(region.peak_capacity, capacity);
   slot_bytes_ = slot_bytes_ + capacity * sizeof(Slot) - old_capacity * sizeof(Slot);
   for (std::uint32_t j = 0; j < old_capacity; ++j) {
     if (old[j].traceback == kEmpty) continue;
@@ -255,7 +258,10 @@ bool TraceTable::insert_slow(std::uintptr_t address, std::size_t size, std::uint
     }
   }
   if (region->capacity == 0 || over_load(region->count + 1, region->capacity)) {
-    const std::uint32_t grown = region->capacity ? region->capacity * 2 : kInitialRegionCapacity;
+    std::uint32_t grown = region->capacity ? region->capacity * 2 : kInitialRegionCapacity;
+    if (region->peak_capacity > grown) {
+      grown = std::min(region->peak_capacity, std::max(grown, region->capacity * kRegrowthStep));
+    }
     if (!resize_region(*region, grown)) return false;
     const std::uint32_t mask = region->capacity - 1;
     for (i = home_of(*region, offset); region->slots[i].traceback != kEmpty; i = (i + 1) & mask) {

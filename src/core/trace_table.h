@@ -105,6 +105,10 @@ class TraceTable {
     std::uint32_t capacity = 0;  // a power of two
     std::uint32_t count = 0;
     unsigned shift = 0;  // 64 - log2(capacity)
+    // The largest capacity the table had: a region that grows again after
+    // draining (a structure built and dropped in a loop) goes back toward it
+    // in fewer, bigger steps, each of which rehashes every trace.
+    std::uint32_t peak_capacity = 0;
     std::unique_ptr<Slot[]> slots;
   };
 

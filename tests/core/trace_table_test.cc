@@ -351,6 +351,36 @@ TEST(TraceTable, RoundsOfBuildingAndDroppingKeepAtMostAMebibyteOfSpareSlots) {
   EXPECT_LE(table.memory_bytes(), empty + 64);
 }
 
+TEST(TraceTable, RefillingADrainedRegionNeverTakesMoreMemoryThanTheFirstFill) {
+  // A drained table that grows again heads back toward its earlier peak in
+  // bigger steps; the steps must stop at that peak, whatever the fill.
+  for (const std::uintptr_t traces : {50u, 700u, 5000u, 10000u, 30000u}) {
+    TraceTable table;
+    const std::uintptr_t base = 0x7c0000000000;
+    const auto fill = [&](std::uintptr_t count) {
+      for (std::uintptr_t i = 0; i < count; ++i) ASSERT_TRUE(table.insert(base + i * 16, 16, 3));
+    };
+    const auto drain = [&](std::uintptr_t count) {
+      for (std::uintptr_t i = 0; i < count; ++i) ASSERT_TRUE(table.erase(base + i * 16, nullptr));
+    };
+    fill(traces);
+    const std::size_t first = table.memory_bytes();
+    for (int round = 0; round < 3; ++round) {
+      drain(traces);
+      fill(traces / 2);  // a smaller structure: the table may grow less, never more
+      EXPECT_LE(table.memory_bytes(), first + 256) << traces << " traces, round " << round;
+      drain(traces / 2);
+      fill(traces);
+      EXPECT_LE(table.memory_bytes(), first + 256) << traces << " traces, round " << round;
+      for (std::uintptr_t i = 0; i < traces; ++i) {
+        TraceRecord found;
+        ASSERT_TRUE(table.find(base + i * 16, &found));
+        EXPECT_EQ(found.traceback, 3u);
+      }
+    }
+  }
+}
+
 TEST(TraceTable, APymallocLikeHeapCostsAtMost24BytesPerTrace) {
   // DESIGN.md aims at 16 bytes per traced block or less (CPython: ~97).
   // Blocks of 16..512 bytes filling 4 KiB pools, one stride per pool, in
