@@ -518,6 +518,7 @@ def markdown(summary, plot_name):
         "python3 benchmarks/run.py --install     # full run (15-30 min): prints, writes this file and the plot",
         "python3 benchmarks/run.py --quick       # a minute or two, before landing a hot-path change",
         "python3 benchmarks/compare.py           # before/after: HEAD's build against the working tree's",
+        "benchmarks/table_replay.sh --base REV   # trace table cost per operation (cachegrind, deterministic)",
         "python3 benchmarks/run.py --python ~/.pyenv/versions/3.12.1/bin/python --out /tmp/b312.md",
         "```",
         "",

@@ -4,6 +4,7 @@
 #include <array>
 #include <new>
 
+#include "op_log.h"
 #include "sampling/weights.h"
 
 namespace heapscope::core {
@@ -74,6 +75,7 @@ std::uint32_t Engine::unknown_traceback_unlocked() noexcept {
 
 void Engine::add_trace_unlocked(std::uintptr_t address, std::size_t size,
                                 std::uint32_t traceback) noexcept {
+  op_log::record(op_log::Op::kInsert, address, size);
   if (traceback == kNoId) {
     // The block is new even if untraceable: a trace left at its address
     // would describe a block that no longer exists.
@@ -98,6 +100,7 @@ std::size_t Engine::sampled_weight(std::size_t size, std::uint64_t interval) noe
 }
 
 void Engine::remove_trace_unlocked(std::uintptr_t address) noexcept {
+  op_log::record(op_log::Op::kErase, address, 0);
   TraceRecord removed;
   if (with_traces([&](auto& traces) { return traces.erase(address, &removed); })) {
     note_erased(removed);
@@ -116,6 +119,7 @@ void Engine::remove_trace(std::uintptr_t address) noexcept {
 
 bool Engine::take_trace(std::uintptr_t address, TakenTrace* taken) noexcept {
   std::lock_guard lock(mutex_);
+  op_log::record(op_log::Op::kErase, address, 0);
   if (!with_traces([&](auto& traces) { return traces.erase(address, &taken->record); })) {
     return false;
   }
