@@ -296,3 +296,23 @@ def test_total_nframe_matches_for_blocks_allocated_while_raising_recursion_error
     ours = [t for t in scenario_traces(ours, lines) if t[0] in sizes]
     assert theirs and ours == theirs
     assert min(total for _, _, total in ours) > 50
+
+
+def test_total_nframe_matches_under_a_pep_523_frame_evaluator():
+    # A PEP 523 evaluator may link and count frames its own way, so 3.12
+    # does not trust the recursion counter under one and walks the stack.
+    # CPython's internal test module has an evaluator that records each
+    # call, then evaluates the frame as usual: it keeps the counter right,
+    # so this checks that the count stays exact with an evaluator set (and
+    # with inlined calls off), not that the walk is needed.
+    capi = pytest.importorskip("_testinternalcapi", reason="this CPython build has no _testinternalcapi")
+    if not hasattr(capi, "set_eval_frame_record"):
+        pytest.skip("this CPython's _testinternalcapi cannot set a frame evaluator")
+    calls = []
+    capi.set_eval_frame_record(calls)
+    try:
+        totals = compare_in_this_thread(SCENARIOS["generators"], 40)
+    finally:
+        capi.set_eval_frame_default()
+    assert calls, "the frame evaluator never ran"
+    assert max(totals) > 40
