@@ -305,7 +305,8 @@ def test_total_nframe_matches_under_a_pep_523_frame_evaluator():
     # call, then evaluates the frame as usual: it keeps the counter right,
     # so this checks that the count stays exact with an evaluator set (and
     # with inlined calls off), not that the walk is needed.
-    capi = pytest.importorskip("_testinternalcapi", reason="this CPython build has no _testinternalcapi")
+    capi = pytest.importorskip("_testinternalcapi",
+                               reason="this CPython build has no _testinternalcapi")
     if not hasattr(capi, "set_eval_frame_record"):
         pytest.skip("this CPython's _testinternalcapi cannot set a frame evaluator")
     calls = []
