@@ -322,9 +322,9 @@ bool TraceTable::erase(std::uintptr_t address, TraceRecord* removed) noexcept {
   region->slots[hole] = Slot{0, 0, kEmpty};
   --region->count;
   --count_;
-  // give_back_memory's two cases (a table under 1/10 full, an empty
-  // region), tested here so the common erase makes no call.
-  if (region->count == 0 || region->count * 10 < region->capacity) give_back_memory(*region);
+  // give_back_memory acts only on a table under 1/10 full (which an empty
+  // region's is): tested here so the common erase makes no call.
+  if (region->count * 10 < region->capacity) give_back_memory(*region);
   return true;
 }
 
