@@ -131,6 +131,9 @@ class CyclicFinalizer:
 
     def __del__(self):
         CyclicFinalizer.kept.append(bytearray(70_071))
+        # Also far above the incomplete frame, where heapscope checks its
+        # remembered stack instead of walking it.
+        descend(30, lambda: CyclicFinalizer.kept.append(bytearray(70_072)))
 
 
 def finalizers_while_frames_are_set_up(kept):
@@ -166,6 +169,27 @@ def change_recursion_limit(kept):
     kept.append(bytearray(70_092))
 
 
+def generator_over_deep_stacks(kept):
+    while True:
+        descend(40, lambda: kept.append(bytearray(70_101)))
+        yield
+
+
+def stacks_that_change_below(kept):
+    # heapscope remembers each thread's last deep stack and checks it rather
+    # than walking it (core/frame_chain.h), so here the remembered stack goes
+    # stale: the generator's own frame keeps its address while the frames
+    # below it change, and the frames above it are new on every resumption;
+    # then the same function at other depths. (Which remembered frame a walk
+    # joins depends on the stack's addresses; tests/core/frame_chain_test.cc
+    # checks each way a remembered stack can be wrong, deterministically.)
+    gen = generator_over_deep_stacks(kept)
+    for depth in (30, 70, 30, 5, 90, 90, 0):
+        descend(depth, lambda: next(gen))
+    for depth in (100, 20, 100, 21, 99):
+        descend(depth, lambda: kept.append(bytearray(70_102)))
+
+
 SCENARIOS = {
     "plain recursion": lambda kept: kept.append(bytearray(70_081)),
     "generators": drive_generators,
@@ -177,6 +201,7 @@ SCENARIOS = {
     "generator objects": lambda kept: kept.extend(generator_function() for _ in range(3)),  # traced
     "finalizers while frames are set up": finalizers_while_frames_are_set_up,
     "recursion limit changed": change_recursion_limit,
+    "stacks that change below": stacks_that_change_below,
 }
 
 

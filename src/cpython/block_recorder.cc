@@ -36,6 +36,13 @@ struct LastCapture {
   unsigned total = 0;
   int count = -1;
   std::vector<hs_raw_frame> frames;
+  // This thread's stack at its last deep walk (core/frame_chain.h).
+  hs_frame_chain chain{};
+
+  LastCapture() = default;
+  LastCapture(const LastCapture&) = delete;
+  LastCapture& operator=(const LastCapture&) = delete;
+  ~LastCapture() { hs_frame_chain_release(&chain); }
 
   bool matches(std::uint64_t now, const hs_raw_frame* captured, int n, unsigned depth) const {
     return epoch == now && count == n && total == depth &&
@@ -135,16 +142,17 @@ void with_current_traceback(bool raw_domain, Apply&& apply) noexcept {
     frames = deep ? deep->frames.data() : nullptr;
     ids = deep ? deep->ids.data() : nullptr;
   }
+  LastCapture* last = last_capture();
   unsigned total = 0;
   int count = 0;
   if (tstate != nullptr && frames != nullptr) {
-    count = hs_capture_frames(tstate, frames, limit, &total, have_gil);
+    count = hs_capture_frames(tstate, frames, limit, &total, have_gil,
+                              last != nullptr ? &last->chain : nullptr);
   }
 
   // Before 3.12, a code object missing from the resolver (seen first
   // without the GIL) has no reference keeping its address unique: only
   // captures made with the GIL may be remembered.
-  LastCapture* last = last_capture();
   bool rememberable = have_gil && frames != nullptr && count > 0 && last != nullptr;
 
   core::Engine& engine = t.engine;

@@ -13,6 +13,8 @@
 
 #include <Python.h>
 
+#include "core/frame_chain.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -32,9 +34,10 @@ typedef struct {
  * depth, capped at 65535 as CPython caps total_nframe. `holds_gil` says the
  * calling thread holds the GIL: only then may 3.12+ read the depth from the
  * thread's recursion counters, which sys.setrecursionlimit rewrites from
- * another thread under the GIL. */
+ * another thread under the GIL. `chain`, the calling thread's own (or
+ * null), speeds up counting deep stacks (core/frame_chain.h). */
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
-                      unsigned *total, int holds_gil);
+                      unsigned *total, int holds_gil, hs_frame_chain *chain);
 
 /* The number of code units (instructions) of `code`: the valid range of
  * byte_offset / 2 that the line cache may index. */

@@ -5,9 +5,29 @@
 #include "frame_capture.h"
 
 #include <internal/pycore_frame.h>
+#include <internal/pycore_interp.h>
+
+#define HS_FRAME _PyInterpreterFrame
+#define HS_CONTEXT PyThreadState *
+static inline const HS_FRAME *hs_next(const HS_FRAME *f) { return f->previous; }
+static inline unsigned hs_counts(const HS_FRAME *f) {
+  return !_PyFrame_IsIncomplete((HS_FRAME *)f);
+}
+/* A frame is incomplete while it runs the instructions before its RESUME
+ * (COPY_FREE_VARS, MAKE_CELL, RETURN_GENERATOR), none of which links a
+ * frame above it: a frame above an incomplete one came in through the C
+ * evaluation entry (a finalizer, say), which marks it is_entry. So the
+ * frame below one that is not an entry is complete, without reading its
+ * code object. With a PEP 523 evaluator set, frames may be linked some
+ * other way: the chain is not used then. */
+static inline int hs_may_be_incomplete_below(const HS_FRAME *above) { return above->is_entry; }
+static inline int hs_chain_usable(PyThreadState *tstate) {
+  return tstate->interp->eval_frame == NULL;
+}
+#include "core/frame_chain_walk.h"
 
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
-                      unsigned *total, int holds_gil) {
+                      unsigned *total, int holds_gil, hs_frame_chain *chain) {
   (void)holds_gil; /* no counter to read: before 3.12 one counter mixes C and Python calls */
   int written = 0;
   _PyInterpreterFrame *f = (tstate && tstate->cframe) ? tstate->cframe->current_frame : NULL;
@@ -19,12 +39,8 @@ int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
     written++;
   }
   /* Past the traceback limit only total_nframe needs the frames: count the
-   * complete ones in a loop that does nothing else (deep stacks spend their
-   * time here). */
-  unsigned depth = (unsigned)written;
-  for (; f != NULL; f = f->previous) depth += !_PyFrame_IsIncomplete(f);
-  *total = depth < 65535 ? depth : 65535;
-  return written;
+   * complete ones (deep stacks spend their time here). */
+  return hs_finish_capture(f, chain, tstate, written, total);
 }
 
 Py_ssize_t hs_code_units(PyCodeObject *code) { return Py_SIZE(code); }

@@ -7,6 +7,22 @@
 #include <internal/pycore_frame.h>
 #include <internal/pycore_interp.h>
 
+#define HS_FRAME _PyInterpreterFrame
+#define HS_CONTEXT PyThreadState *
+static inline const HS_FRAME *hs_next(const HS_FRAME *f) { return f->previous; }
+static inline unsigned hs_counts(const HS_FRAME *f) {
+  return !_PyFrame_IsIncomplete((HS_FRAME *)f);
+}
+static inline int hs_may_be_incomplete_below(const HS_FRAME *above) {
+  (void)above;
+  return 1;
+}
+static inline int hs_chain_usable(PyThreadState *tstate) {
+  (void)tstate;
+  return 1;
+}
+#include "core/frame_chain_walk.h"
+
 /* The number of complete frames on the stack, from the thread's Python
  * recursion counter instead of a walk; 0 when the counter cannot be trusted
  * here. The counter counts exactly the frames that passed the evaluation
@@ -30,7 +46,7 @@ static unsigned depth_from_counter(PyThreadState *tstate, _PyInterpreterFrame *t
 }
 
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
-                      unsigned *total, int holds_gil) {
+                      unsigned *total, int holds_gil, hs_frame_chain *chain) {
   int written = 0;
   _PyInterpreterFrame *top = (tstate && tstate->cframe) ? tstate->cframe->current_frame : NULL;
   _PyInterpreterFrame *f;
@@ -50,7 +66,7 @@ int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
     if (counted > depth) {
       depth = counted;
     } else {
-      for (; f != NULL; f = f->previous) depth += !_PyFrame_IsIncomplete(f);
+      depth += hs_count_frames(f, chain, tstate);
     }
   }
   *total = depth < 65535 ? depth : 65535;

@@ -6,8 +6,24 @@
 
 #include <internal/pycore_frame.h>
 
+#define HS_FRAME _PyInterpreterFrame
+#define HS_CONTEXT PyThreadState *
+static inline const HS_FRAME *hs_next(const HS_FRAME *f) { return f->previous; }
+static inline unsigned hs_counts(const HS_FRAME *f) {
+  return !_PyFrame_IsIncomplete((HS_FRAME *)f);
+}
+static inline int hs_may_be_incomplete_below(const HS_FRAME *above) {
+  (void)above;
+  return 1;
+}
+static inline int hs_chain_usable(PyThreadState *tstate) {
+  (void)tstate;
+  return 1;
+}
+#include "core/frame_chain_walk.h"
+
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
-                      unsigned *total, int holds_gil) {
+                      unsigned *total, int holds_gil, hs_frame_chain *chain) {
   /* 3.12 reads the depth from the recursion counter; 3.13 cannot: a class
    * call specialised as CALL_ALLOC_AND_ENTER_INIT links and counts a
    * trampoline frame (_Py_InitCleanup) below __init__'s frame, which is
@@ -24,12 +40,8 @@ int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
     written++;
   }
   /* Past the traceback limit only total_nframe needs the frames: count the
-   * complete ones in a loop that does nothing else (deep stacks spend their
-   * time here). f is complete or NULL here. */
-  unsigned depth = (unsigned)written;
-  for (; f != NULL; f = f->previous) depth += !_PyFrame_IsIncomplete(f);
-  *total = depth < 65535 ? depth : 65535;
-  return written;
+   * complete ones (deep stacks spend their time here). */
+  return hs_finish_capture(f, chain, tstate, written, total);
 }
 
 Py_ssize_t hs_code_units(PyCodeObject *code) { return Py_SIZE(code); }
