@@ -397,3 +397,68 @@ def test_heapscope_works_with_tracemalloc_and_tracemalloc_impossible_to_import(t
     result = subprocess.run([sys.executable, str(script), str(tmp_path / "snap.bin")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout == "ok\n", result.stderr
+
+
+def test_raw_blocks_stay_traced_through_many_rounds_of_tracemalloc_started_first(tmp_path):
+    # CPython's tracemalloc, started before heapscope and stopped after it,
+    # restores the RAW allocator it found, dropping heapscope's newer hooks,
+    # so each such round puts heapscope's hooks on top anew; RAW hooks are
+    # never removed (threads call them without the GIL), so the rounds are
+    # counted. Up to 64 rounds every RAW block is traced; past them start()
+    # says RAW tracing is off (a RuntimeWarning, an error under -W error)
+    # rather than losing RAW blocks silently. In a subprocess: the rounds
+    # would use up this process's hooks.
+    script = tmp_path / "rounds.py"
+    script.write_text(textwrap.dedent("""\
+        import ctypes, sys, threading, tracemalloc, warnings
+        import heapscope
+
+        nogil = ctypes.CDLL(None)  # calls release the GIL
+        nogil.PyMem_RawMalloc.restype = ctypes.c_void_p
+        nogil.PyMem_RawMalloc.argtypes = [ctypes.c_size_t]
+        nogil.PyMem_RawFree.argtypes = [ctypes.c_void_p]
+
+        def raw_block_is_traced():
+            out = []
+            thread = threading.Thread(target=lambda: out.append(nogil.PyMem_RawMalloc(234_569)))
+            thread.start()
+            thread.join()
+            traced = any(size == 234_569 for _, size, _, _ in heapscope._get_traces())
+            nogil.PyMem_RawFree(out[0])
+            return traced
+
+        untraced = []
+        for round in range(64):
+            tracemalloc.start(1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                heapscope.start(1)
+            if not raw_block_is_traced():
+                untraced.append(round)
+            heapscope.stop()
+            tracemalloc.stop()
+        assert not untraced, untraced
+
+        tracemalloc.start(1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            heapscope.start(1)
+        assert [w.category for w in caught] == [RuntimeWarning], caught
+        assert "RAW domain" in str(caught[0].message), caught[0].message
+        assert heapscope.is_tracing() and not raw_block_is_traced()
+        heapscope.stop()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                heapscope.start(1)
+            except RuntimeWarning:
+                pass
+            else:
+                raise AssertionError("no RuntimeWarning under -W error")
+        assert not heapscope.is_tracing()
+        tracemalloc.stop()
+        print("ok")
+        """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout == "ok\n", result.stderr

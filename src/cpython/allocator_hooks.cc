@@ -40,7 +40,10 @@ const Link& link_from_ctx(void* ctx) { return *static_cast<const Link*>(ctx); }
 // and finds its Link through its function instead (one instantiation per
 // slot): any mix of old and new fields a racing reader sees still works.
 // For the same reason RAW hooks are never removed, only switched off.
-constexpr int kRawSlots = 8;
+// CPython's tracemalloc, started before us and stopped after, restores the
+// allocator it wrapped, our previous RAW hooks, so every such round takes a
+// slot; 64 rounds cost about 75 KiB of code (1.2 KiB per slot).
+constexpr int kRawSlots = 64;
 Link raw_links[kRawSlots];
 int raw_slots_used = 0;  // guarded by the GIL
 template <int N>
@@ -226,7 +229,7 @@ void install_raw_hooks() {
   PyMemAllocatorEx current;
   PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &current);
   if (is_ours(current)) return;             // still on top, switched off since the last stop()
-  if (raw_slots_used == kRawSlots) return;  // pathological restarts: RAW stays untraced
+  if (raw_slots_used == kRawSlots) return;  // start() warned: RAW stays untraced
   const int slot = raw_slots_used++;
   raw_links[slot] = Link{PYMEM_DOMAIN_RAW, current};
   std::atomic_thread_fence(std::memory_order_release);  // the Link before the hooks
@@ -249,6 +252,12 @@ void install_hooks() {
     PyMemAllocatorEx ours = hooks_with<link_from_ctx>(&link);
     PyMem_SetAllocator(domain, &ours);
   }
+}
+
+bool raw_hooks_exhausted() {
+  PyMemAllocatorEx current;
+  PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &current);
+  return !is_ours(current) && raw_slots_used == kRawSlots;
 }
 
 void uninstall_hooks() {

@@ -7,15 +7,21 @@ namespace heapscope::cpython {
 // already there. Needs the GIL.
 void install_hooks();
 
+// Whether install_hooks() would leave the RAW domain untraced: each time
+// another hook sits on top of the RAW allocator at start(), ours go on top
+// in a new slot (RAW hooks are never removed, see uninstall_hooks), and
+// the slots are few. Needs the GIL.
+bool raw_hooks_exhausted();
+
 // Restores the allocator our hooks wrapped, in the MEM and OBJ domains
 // where our hooks are on top. The RAW hooks stay installed and pass calls
 // straight through while tracing is off: other threads call the raw
 // allocator without the GIL, so rewriting it races them (a torn read of
 // the allocator struct), and the hooks are built so that the one install
-// is safe against that race but a removal could not be. Where another hook was installed over ours (CPython's own
-// tracemalloc, say), ours stay in its chain and pass calls straight through
-// while tracing is off: unhooking from the middle of a chain is impossible.
-// Needs the GIL.
+// is safe against that race but a removal could not be. Where another hook
+// was installed over ours (CPython's own tracemalloc, say), ours stay in its
+// chain and pass calls straight through while tracing is off: unhooking
+// from the middle of a chain is impossible. Needs the GIL.
 void uninstall_hooks();
 
 // Marks the calling thread as inside a hook, so allocations it makes are

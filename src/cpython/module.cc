@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "allocator_hooks.h"
 #include "object_address.h"
 #include "snapshot_binding.h"
 #include "tracer.h"
@@ -77,6 +78,17 @@ NB_MODULE(_heapscope, m) {
       "start",
       [](nb::handle nframe, std::uint64_t sample_interval) {
         const int limit = hs::nframe_from(nframe);
+        if (!hs::is_tracing() && hs::raw_hooks_exhausted() &&
+            PyErr_WarnEx(PyExc_RuntimeWarning,
+                         "heapscope cannot trace the RAW domain (PyMem_RawMalloc) any more in "
+                         "this process: another allocator hook was put over heapscope's at "
+                         "too many start() calls (CPython's tracemalloc started before "
+                         "heapscope, then stopped, does that each time), and hooks that "
+                         "threads may call without the GIL cannot be taken out safely; "
+                         "start heapscope first, or keep both running",
+                         1) < 0) {
+          throw nb::python_error();
+        }
         if (!hs::start(limit, sample_interval)) {
           const std::uint64_t now = hs::tracer().engine.sample_interval();
           const std::string mode = now == 0 ? std::string("every block (exact mode)")
