@@ -1,10 +1,15 @@
 /* Counting the frames below the traceback limit, with a remembered chain
  * (frame_chain.h). Included by a version's frame capture after it defines:
- *   HS_FRAME                                   the frame type;
- *   const HS_FRAME *hs_next(const HS_FRAME *)  the frame below;
- *   unsigned hs_counts(const HS_FRAME *)       1 if total_nframe counts it.
- * This is a template by inclusion: the frame types are version-specific C
- * structs, and the loops must inline those two functions to be worth it. */
+ *   HS_FRAME, the frame type, and HS_CONTEXT, what the capture passes on;
+ *   const HS_FRAME *hs_next(const HS_FRAME *f)    the frame below f;
+ *   unsigned hs_counts(const HS_FRAME *f)         1 if total_nframe counts f;
+ *   int hs_may_be_incomplete_below(const HS_FRAME *above)
+ *       0 when the frame `above` links to is known to be counted (so the
+ *       chain's check reads nothing else of it), 1 when it needs hs_counts;
+ *   int hs_chain_usable(HS_CONTEXT context)       whether the chain may be
+ *       used at all (asked only for deep stacks).
+ * A template by inclusion: the frame types are version-specific C structs,
+ * and the loops are only worth it with those functions inlined. */
 #ifndef HEAPSCOPE_FRAME_CHAIN_WALK_H
 #define HEAPSCOPE_FRAME_CHAIN_WALK_H
 
