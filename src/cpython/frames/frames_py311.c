@@ -7,24 +7,7 @@
 #include <internal/pycore_frame.h>
 #include <internal/pycore_interp.h>
 
-#define HS_FRAME _PyInterpreterFrame
-#define HS_CONTEXT PyThreadState *
-static inline const HS_FRAME *hs_next(const HS_FRAME *f) { return f->previous; }
-static inline unsigned hs_counts(const HS_FRAME *f) {
-  return !_PyFrame_IsIncomplete((HS_FRAME *)f);
-}
-/* A frame is incomplete while it runs the instructions before its RESUME
- * (COPY_FREE_VARS, MAKE_CELL, RETURN_GENERATOR), none of which links a
- * frame above it: a frame above an incomplete one came in through the C
- * evaluation entry (a finalizer, say), which marks it is_entry. So the
- * frame below one that is not an entry is complete, without reading its
- * code object. With a PEP 523 evaluator set, frames may be linked some
- * other way: the chain is not used then. */
-static inline int hs_may_be_incomplete_below(const HS_FRAME *above) { return above->is_entry; }
-static inline int hs_chain_usable(PyThreadState *tstate) {
-  return tstate->interp->eval_frame == NULL;
-}
-#include "core/frame_chain_walk.h"
+#include "interpreter_frame_chain.h"
 
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
                       unsigned *total, int holds_gil, hs_frame_chain *chain) {

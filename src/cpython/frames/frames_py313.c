@@ -5,22 +5,9 @@
 #include "frame_capture.h"
 
 #include <internal/pycore_frame.h>
+#include <internal/pycore_interp.h>
 
-#define HS_FRAME _PyInterpreterFrame
-#define HS_CONTEXT PyThreadState *
-static inline const HS_FRAME *hs_next(const HS_FRAME *f) { return f->previous; }
-static inline unsigned hs_counts(const HS_FRAME *f) {
-  return !_PyFrame_IsIncomplete((HS_FRAME *)f);
-}
-static inline int hs_may_be_incomplete_below(const HS_FRAME *above) {
-  (void)above;
-  return 1;
-}
-static inline int hs_chain_usable(PyThreadState *tstate) {
-  (void)tstate;
-  return 1;
-}
-#include "core/frame_chain_walk.h"
+#include "interpreter_frame_chain.h"
 
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
                       unsigned *total, int holds_gil, hs_frame_chain *chain) {

@@ -3,22 +3,7 @@
 
 #include <frameobject.h>
 
-#define HS_FRAME PyFrameObject
-#define HS_CONTEXT PyThreadState *
-static inline const HS_FRAME *hs_next(const HS_FRAME *f) { return f->f_back; }
-static inline unsigned hs_counts(const HS_FRAME *f) {
-  (void)f;
-  return 1;
-}
-static inline int hs_may_be_incomplete_below(const HS_FRAME *above) {
-  (void)above;
-  return 0;
-}
-static inline int hs_chain_usable(PyThreadState *tstate) {
-  (void)tstate;
-  return 1;
-}
-#include "core/frame_chain_walk.h"
+#include "frame_object_chain.h"
 
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
                       unsigned *total, int holds_gil, hs_frame_chain *chain) {
