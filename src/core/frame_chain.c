@@ -29,13 +29,13 @@ int hs_frame_chain_reserve(const void ***array, unsigned *capacity, unsigned nee
   return 1;
 }
 
-int hs_frame_chain_store(hs_frame_chain *chain, unsigned base, unsigned n) {
+void hs_frame_chain_store(hs_frame_chain *chain, unsigned base, unsigned n) {
   if (chain->hints == NULL) {
     chain->hints = (hs_frame_chain_hint *)calloc(HS_FRAME_CHAIN_HINTS, sizeof(hs_frame_chain_hint));
   }
   if (chain->hints == NULL || !hs_frame_chain_reserve(&chain->frames, &chain->capacity, base + n)) {
     chain->count = 0;
-    return 0;
+    return;
   }
   for (unsigned k = 0; k < n; ++k) {
     const void *frame = chain->scratch[n - 1 - k];
@@ -45,5 +45,4 @@ int hs_frame_chain_store(hs_frame_chain *chain, unsigned base, unsigned n) {
     hint->index = base + k;
   }
   chain->count = base + n;
-  return 1;
 }

@@ -17,6 +17,8 @@
 #ifndef HEAPSCOPE_FRAME_CHAIN_H
 #define HEAPSCOPE_FRAME_CHAIN_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -59,7 +61,7 @@ static inline unsigned hs_frame_chain_slot(const void *frame) {
 /* Whether `frame` is at some position of `chain`, which goes to `*at`. */
 static inline int hs_frame_chain_find(const hs_frame_chain *chain, const void *frame,
                                       unsigned *at) {
-  if (chain->hints == 0) return 0;
+  if (chain->hints == NULL) return 0;
   const hs_frame_chain_hint hint = chain->hints[hs_frame_chain_slot(frame)];
   if (hint.frame != frame || hint.index >= chain->count || chain->frames[hint.index] != frame) {
     return 0;
@@ -69,9 +71,9 @@ static inline int hs_frame_chain_find(const hs_frame_chain *chain, const void *f
 }
 
 /* Replaces chain->frames[base..] with the first `n` scratch frames,
- * reversed (the scratch holds them innermost first); 0 when out of memory,
- * and then the chain is left empty. */
-int hs_frame_chain_store(hs_frame_chain *chain, unsigned base, unsigned n);
+ * reversed (the scratch holds them innermost first). Out of memory, the
+ * chain is left empty, which only costs the next walk its speed. */
+void hs_frame_chain_store(hs_frame_chain *chain, unsigned base, unsigned n);
 
 #ifdef __cplusplus
 }

@@ -27,6 +27,12 @@ static unsigned hs_count_plain(const HS_FRAME *f) {
   return n;
 }
 
+/* Out of memory for the chain: forget it and count from `f` by walking. */
+static unsigned hs_forget_and_walk(hs_frame_chain *chain, const HS_FRAME *f) {
+  chain->count = 0;
+  return hs_count_plain(f);
+}
+
 /* Pushes `f` on the walk in progress; 0 when out of memory. */
 static inline int hs_scratch_push(hs_frame_chain *chain, unsigned *n, const HS_FRAME *f) {
   if (*n == chain->scratch_capacity &&
@@ -54,8 +60,7 @@ __attribute__((noinline)) static unsigned hs_count_remembering(const HS_FRAME *s
       break;
     }
     if (!hs_scratch_push(chain, &top, f)) {
-      chain->count = 0;
-      return counted + hs_count_plain(f);
+      return counted + hs_forget_and_walk(chain, f);
     }
     counted += hs_counts(f);
   }
@@ -88,14 +93,12 @@ __attribute__((noinline)) static unsigned hs_count_remembering(const HS_FRAME *s
    * and remember the whole stack from this walk. */
   for (unsigned k = join + 1; k-- > i;) {
     if (!hs_scratch_push(chain, &top, (const HS_FRAME *)frames[k])) {
-      chain->count = 0;
-      return counted + hs_count_plain(hs_next(g));
+      return counted + hs_forget_and_walk(chain, hs_next(g));
     }
   }
   for (f = hs_next(g); f != NULL; f = hs_next(f)) {
     if (!hs_scratch_push(chain, &top, f)) {
-      chain->count = 0;
-      return counted + hs_count_plain(f);
+      return counted + hs_forget_and_walk(chain, f);
     }
     counted += hs_counts(f);
   }

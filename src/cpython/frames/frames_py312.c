@@ -55,7 +55,7 @@ int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
       depth += hs_count_frames(f, chain, tstate);
     }
   }
-  *total = depth < 65535 ? depth : 65535;
+  *total = hs_capped(depth);
   return written;
 }
 
