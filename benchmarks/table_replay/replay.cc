@@ -18,6 +18,17 @@ namespace {
 constexpr unsigned kOpShift = 62;
 constexpr std::uint64_t kInsert = 1;
 
+// As the engine inserts: insert_fresh() where the table has it.
+template <typename Table>
+void insert_as_engine(Table& table, std::uintptr_t address, std::size_t size,
+                      std::uint32_t traceback) {
+  if constexpr (requires { table.insert_fresh(address, size, traceback); }) {
+    table.insert_fresh(address, size, traceback);
+  } else {
+    table.insert(address, size, traceback);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -46,7 +57,8 @@ int main(int argc, char** argv) {
     if (op == kInsert) {
       const std::size_t size = words[i + 1] & ((std::uint64_t{1} << kOpShift) - 1);
       // Any traceback id will do; vary it so no table can cheat on it.
-      table.insert(address, size, static_cast<std::uint32_t>(address >> 4) & 1023);
+      const auto traceback = static_cast<std::uint32_t>(address >> 4) & 1023;
+      insert_as_engine(table, address, size, traceback);
       ++inserts;
     } else {
       erased += table.erase(address, nullptr);

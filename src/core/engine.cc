@@ -83,11 +83,12 @@ void Engine::add_trace_unlocked(std::uintptr_t address, std::size_t size,
     dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  // A block re-traced at the same address (realloc in place) replaces its
-  // old trace, so its old size leaves the total.
+  // The block is fresh from the allocator (or, in restore_trace, was never
+  // freed), so no trace is normally at its address: insert_fresh searches
+  // no region for one. Whatever trace it drops leaves the total.
   std::size_t replaced = TraceTable::kNothingReplaced;
-  const bool inserted =
-      with_traces([&](auto& traces) { return traces.insert(address, size, traceback, &replaced); });
+  const bool inserted = with_traces(
+      [&](auto& traces) { return traces.insert_fresh(address, size, traceback, &replaced); });
   if (!inserted) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
     return;

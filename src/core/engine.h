@@ -94,8 +94,11 @@ class Engine {
   // The traceback of a thread with no Python frame: ("<unknown>", 0).
   std::uint32_t unknown_traceback_unlocked() noexcept;
 
-  // Records a block (replacing any trace at the same address). A block that
-  // cannot be recorded for lack of memory is counted in `dropped_traces`.
+  // Records a block the allocator has just handed out. A trace left at its
+  // address by a block whose free went unseen is replaced, at the latest
+  // when the new trace leaves the young traces (TraceTable::insert_fresh).
+  // A block that cannot be recorded for lack of memory is counted in
+  // `dropped_traces`.
   void add_trace_unlocked(std::uintptr_t address, std::size_t size,
                           std::uint32_t traceback) noexcept;
   void remove_trace_unlocked(std::uintptr_t address) noexcept;

@@ -18,15 +18,9 @@ constexpr std::size_t kMinSpareBytes = std::size_t{1} << 20;
 constexpr std::size_t kKeptEmptyRegions = 64;
 constexpr std::uint64_t kFibonacci = 0x9E3779B97F4A7C15ULL;
 
-// Grow a region's table above 4/5 full: 8-byte slots stay cheap at that load,
-// and linear probing within a few cache lines is still short.
-bool over_load(std::uint32_t count, std::uint32_t capacity) noexcept {
-  return static_cast<std::uint64_t>(count) * 5 > static_cast<std::uint64_t>(capacity) * 4;
-}
-
 }  // namespace
 
-TraceTable::TraceTable() = default;
+TraceTable::TraceTable() { forget_young(); }
 TraceTable::~TraceTable() = default;
 
 std::size_t TraceTable::size_of(std::uintptr_t address, const Slot& slot) const noexcept {
@@ -187,34 +181,39 @@ bool TraceTable::insert_unaligned(std::uintptr_t address, std::size_t size,
 
 bool TraceTable::insert(std::uintptr_t address, std::size_t size, std::uint32_t traceback,
                         std::size_t* replaced_size) noexcept {
-  // The common case: an aligned small block in a region whose table has
-  // room. One probe run finds the trace to replace or the free slot.
-  if ((address & ((1u << kOffsetShift) - 1)) == 0 && size < kBigSize && traceback != kEmpty)
-      [[likely]] {
-    Region* region = find_region(address >> kRegionShift);
-    if (region != nullptr && region->capacity != 0) [[likely]] {
-      const auto offset = static_cast<std::uint16_t>(address >> kOffsetShift);
-      const std::uint32_t mask = region->capacity - 1;
-      Slot* slots = region->slots.get();
-      std::uint32_t i = home_of(*region, offset);
-      for (; slots[i].traceback != kEmpty; i = (i + 1) & mask) {
-        if (slots[i].offset != offset) continue;
-        if (slots[i].size == kBigSize) break;  // its side-map entry goes too
-        if (replaced_size) *replaced_size = slots[i].size;
-        slots[i].size = static_cast<std::uint16_t>(size);
-        slots[i].traceback = traceback;
-        return true;
-      }
-      if (slots[i].traceback == kEmpty && !over_load(region->count + 1, region->capacity)) {
-        if (replaced_size) *replaced_size = kNothingReplaced;
-        slots[i] = Slot{offset, static_cast<std::uint16_t>(size), traceback};
-        if (region->count++ == 0) --empty_regions_;
-        ++count_;
-        return true;
-      }
+  // As insert_fresh(), once no region holds a trace at `address`.
+  if (may_be_young(address, size, traceback) && young_[young_index(address)].address != address) {
+    const Region* region = find_region(address >> kRegionShift);
+    if (region != nullptr &&
+        find_slot(*region, static_cast<std::uint16_t>(address >> kOffsetShift)) != nullptr) {
+      return insert_into_regions(address, size, traceback, replaced_size);  // replaced there
     }
   }
-  return insert_slow(address, size, traceback, replaced_size);
+  return insert_fresh(address, size, traceback, replaced_size);
+}
+
+bool TraceTable::insert_not_young(std::uintptr_t address, std::size_t size, std::uint32_t traceback,
+                                  std::size_t* replaced_size) noexcept {
+  // A big or unaligned trace lives in the regions; one that was young at
+  // the same address (a block grown in place past kBigSize) is dropped.
+  YoungTrace* young = find_young(address);
+  if (!insert_into_regions(address, size, traceback, replaced_size)) return false;
+  if (young != nullptr) {
+    if (replaced_size) {
+      *replaced_size =
+          *replaced_size == kNothingReplaced ? young->size : *replaced_size + young->size;
+    }
+    young->address = kNoYoung;
+    --count_;
+  }
+  return true;
+}
+
+bool TraceTable::insert_beside_young(std::uintptr_t address, std::size_t size,
+                                     std::uint32_t traceback, std::size_t* replaced_size) noexcept {
+  // No memory to move the older trace out: it stays young, and the new one
+  // goes to its own region if that has room (or is reported not inserted).
+  return insert_into_regions(address, size, traceback, replaced_size);
 }
 
 bool TraceTable::insert_slow(std::uintptr_t address, std::size_t size, std::uint32_t traceback,
@@ -297,7 +296,7 @@ std::size_t TraceTable::erase_big_size(std::uintptr_t address) noexcept {
   return size;
 }
 
-bool TraceTable::erase(std::uintptr_t address, TraceRecord* removed) noexcept {
+bool TraceTable::erase_from_regions(std::uintptr_t address, TraceRecord* removed) noexcept {
   if (count_ == 0) return false;
   if (address & ((1u << kOffsetShift) - 1)) return erase_unaligned(address, removed);
   Region* region = find_region(address >> kRegionShift);
@@ -349,6 +348,10 @@ void TraceTable::give_back_memory(Region& region) noexcept {
 
 bool TraceTable::find(std::uintptr_t address, TraceRecord* out) const noexcept {
   if (count_ == 0) return false;
+  if (const YoungTrace* young = find_young(address)) {
+    *out = TraceRecord{address, young->size, young->traceback};
+    return true;
+  }
   if (address & ((1u << kOffsetShift) - 1)) {
     auto it = unaligned_.find(address);
     if (it == unaligned_.end()) return false;
@@ -365,6 +368,10 @@ bool TraceTable::find(std::uintptr_t address, TraceRecord* out) const noexcept {
 
 bool TraceTable::set_traceback(std::uintptr_t address, std::uint32_t traceback) noexcept {
   if (count_ == 0 || traceback == kEmpty) return false;
+  if (YoungTrace* young = find_young(address)) {
+    young->traceback = traceback;
+    return true;
+  }
   if (address & ((1u << kOffsetShift) - 1)) {
     auto it = unaligned_.find(address);
     if (it == unaligned_.end()) return false;
@@ -389,6 +396,7 @@ void TraceTable::clear() noexcept {
   for (auto& spares : spare_) std::vector<std::unique_ptr<Slot[]>>().swap(spares);
   spare_bytes_ = 0;
   slot_bytes_ = 0;
+  forget_young();
   count_ = 0;
   big_sizes_ = {};
   unaligned_ = {};

@@ -17,6 +17,14 @@
 // Sizes of 64 KiB and more keep their real size in a side map, and so do
 // the rare addresses that are not 8-byte aligned, which have no offset.
 //
+// The newest traces wait in front of the regions, in a small direct-mapped
+// array (young_): most Python objects die young, and a trace erased while
+// still young never costs a region insert or a backward-shift erase. A
+// young trace moves into its region when a newer one needs its slot. In the
+// operation logs of benchmarks/table_replay.sh (CPython 3.11, nframe=1),
+// 256 slots keep 20% (float) to 99% (raytrace) of traces from ever reaching
+// a region; json 38%, ast 27%, deltablue 73%.
+//
 // Within a region: linear probing on a Fibonacci hash of the offset, with
 // backward-shift deletion (no tombstones). A free of an untraced block in a
 // region with no traces costs one lookup in the region directory. Keeping
@@ -30,6 +38,7 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -60,9 +69,49 @@ class TraceTable {
   bool insert(std::uintptr_t address, std::size_t size, std::uint32_t traceback,
               std::size_t* replaced_size = nullptr) noexcept;
 
+  // insert() for a block the allocator has just handed out, which is
+  // untraced unless its free went unseen. Such a leftover trace is replaced
+  // only when it is young or when the new trace leaves the young slots;
+  // until then both are kept and counted, and erasing the new trace leaves
+  // the old one as it was before. In exchange no region is searched: for a
+  // trace that dies young, no region is touched at all. `*replaced_size`
+  // receives the size of any trace the call dropped (the young trace at
+  // `address`, or a leftover that a trace moving to its region replaced).
+  // Inlined: a trace that takes a free young slot costs a few instructions.
+  [[gnu::always_inline]] bool insert_fresh(std::uintptr_t address, std::size_t size,
+                                           std::uint32_t traceback,
+                                           std::size_t* replaced_size = nullptr) noexcept {
+    if (!may_be_young(address, size, traceback)) [[unlikely]] {
+      return insert_not_young(address, size, traceback, replaced_size);
+    }
+    YoungTrace& slot = young_[young_index(address)];
+    if (slot.address == kNoYoung) {
+      if (replaced_size) *replaced_size = kNothingReplaced;
+      slot = YoungTrace{address, static_cast<std::uint32_t>(size), traceback};
+      ++count_;
+      return true;
+    }
+    if (slot.address == address) {
+      if (replaced_size) *replaced_size = slot.size;
+      slot.size = static_cast<std::uint32_t>(size);
+      slot.traceback = traceback;
+      return true;
+    }
+    return move_out_and_insert(slot, address, size, traceback, replaced_size);
+  }
+
   // Removes the trace of `address`, copying it to `*removed` when given.
   // Returns false when the address was not traced.
-  bool erase(std::uintptr_t address, TraceRecord* removed) noexcept;
+  // Inlined: a trace erased while young costs a few instructions.
+  [[gnu::always_inline]] bool erase(std::uintptr_t address, TraceRecord* removed) noexcept {
+    if (YoungTrace* young = find_young(address)) {
+      if (removed) *removed = TraceRecord{address, young->size, young->traceback};
+      young->address = kNoYoung;
+      --count_;
+      return true;
+    }
+    return erase_from_regions(address, removed);
+  }
 
   bool find(std::uintptr_t address, TraceRecord* out) const noexcept;
 
@@ -85,6 +134,11 @@ class TraceTable {
       }
     }
     for (const auto& [address, record] : unaligned_) visit(record);
+    for (const YoungTrace& young : young_) {
+      if (young.address != kNoYoung) {
+        visit(TraceRecord{young.address, young.size, young.traceback});
+      }
+    }
   }
 
  private:
@@ -112,6 +166,95 @@ class TraceTable {
     std::unique_ptr<Slot[]> slots;
   };
 
+  // A young trace: an aligned block under kBigSize bytes, so that it fits a
+  // region slot when it moves there.
+  struct YoungTrace {
+    std::uintptr_t address;
+    std::uint32_t size;
+    std::uint32_t traceback;
+  };
+  static constexpr std::size_t kYoungSlots = 256;  // 4 KiB: stays in the L1 cache
+  static constexpr std::uintptr_t kNoYoung = 1;    // unaligned: never a young address
+  static bool may_be_young(std::uintptr_t address, std::size_t size,
+                           std::uint32_t traceback) noexcept {
+    return (address & ((1u << kOffsetShift) - 1)) == 0 && size < kBigSize && traceback != kEmpty;
+  }
+  static std::size_t young_index(std::uintptr_t address) noexcept {
+    // Fibonacci hashing: blocks of any one stride spread over every slot.
+    return static_cast<std::size_t>(((address >> kOffsetShift) * 0x9E3779B97F4A7C15ULL) >>
+                                    (64 - std::countr_zero(kYoungSlots)));
+  }
+  // The young slot holding `address`, or null. Any address may be asked:
+  // an unaligned one never matches, as no young trace is unaligned.
+  YoungTrace* find_young(std::uintptr_t address) noexcept {
+    YoungTrace& young = young_[young_index(address)];
+    return young.address == address ? &young : nullptr;
+  }
+  const YoungTrace* find_young(std::uintptr_t address) const noexcept {
+    const YoungTrace& young = young_[young_index(address)];
+    return young.address == address ? &young : nullptr;
+  }
+  // Puts a young trace in `slot` (young_[young_index(address)], holding
+  // another address), moving the trace there into its region first.
+  // Inlined, as the region insert was before young traces: a call here
+  // cost 20 instructions of saved registers per trace that ages.
+  [[gnu::always_inline]] bool move_out_and_insert(YoungTrace& slot, std::uintptr_t address,
+                                                  std::size_t size, std::uint32_t traceback,
+                                                  std::size_t* replaced_size) noexcept {
+    // The older trace, counted while young, is counted again as it enters
+    // its region (unless it replaces a leftover there, one trace fewer):
+    // either way count_ already includes the new trace.
+    if (!insert_into_regions(slot.address, slot.size, slot.traceback, replaced_size)) [[unlikely]] {
+      return insert_beside_young(address, size, traceback, replaced_size);
+    }
+    slot = YoungTrace{address, static_cast<std::uint32_t>(size), traceback};
+    return true;
+  }
+  // move_out_and_insert() when its region had no room for the older trace.
+  [[gnu::noinline, gnu::cold]] bool insert_beside_young(std::uintptr_t address, std::size_t size,
+                                                        std::uint32_t traceback,
+                                                        std::size_t* replaced_size) noexcept;
+  void forget_young() noexcept { young_.fill(YoungTrace{kNoYoung, 0, 0}); }
+  // erase() of a trace that is not young.
+  bool erase_from_regions(std::uintptr_t address, TraceRecord* removed) noexcept;
+  // insert() and insert_fresh() for a trace that cannot be young.
+  [[gnu::noinline]] bool insert_not_young(std::uintptr_t address, std::size_t size,
+                                          std::uint32_t traceback,
+                                          std::size_t* replaced_size) noexcept;
+  // insert() for the regions alone; its common case inlined in each caller.
+  [[gnu::always_inline]] bool insert_into_regions(std::uintptr_t address, std::size_t size,
+                                                  std::uint32_t traceback,
+                                                  std::size_t* replaced_size) noexcept {
+    // The common case: an aligned small block in a region whose table has
+    // room. One probe run finds the trace to replace or the free slot.
+    if ((address & ((1u << kOffsetShift) - 1)) == 0 && size < kBigSize && traceback != kEmpty)
+        [[likely]] {
+      Region* region = find_region(address >> kRegionShift);
+      if (region != nullptr && region->capacity != 0) [[likely]] {
+        const auto offset = static_cast<std::uint16_t>(address >> kOffsetShift);
+        const std::uint32_t mask = region->capacity - 1;
+        Slot* slots = region->slots.get();
+        std::uint32_t i = home_of(*region, offset);
+        for (; slots[i].traceback != kEmpty; i = (i + 1) & mask) {
+          if (slots[i].offset != offset) continue;
+          if (slots[i].size == kBigSize) break;  // its side-map entry goes too
+          if (replaced_size) *replaced_size = slots[i].size;
+          slots[i].size = static_cast<std::uint16_t>(size);
+          slots[i].traceback = traceback;
+          return true;
+        }
+        if (slots[i].traceback == kEmpty && !over_load(region->count + 1, region->capacity)) {
+          if (replaced_size) *replaced_size = kNothingReplaced;
+          slots[i] = Slot{offset, static_cast<std::uint16_t>(size), traceback};
+          if (region->count++ == 0) --empty_regions_;
+          ++count_;
+          return true;
+        }
+      }
+    }
+    return insert_slow(address, size, traceback, replaced_size);
+  }
+
   static std::uintptr_t address_of(std::uintptr_t region, std::uint16_t offset) noexcept {
     return (region << kRegionShift) | (static_cast<std::uintptr_t>(offset) << kOffsetShift);
   }
@@ -136,6 +279,12 @@ class TraceTable {
   void keep_slots(std::unique_ptr<Slot[]> slots, std::uint32_t capacity) noexcept;
   [[gnu::noinline]] void give_back_memory(Region& region) noexcept;
   void drop_empty_regions() noexcept;
+
+  // Grow a region's table above 4/5 full: 8-byte slots stay cheap at that
+  // load, and linear probing within a few cache lines is still short.
+  static bool over_load(std::uint32_t count, std::uint32_t capacity) noexcept {
+    return static_cast<std::uint64_t>(count) * 5 > static_cast<std::uint64_t>(capacity) * 4;
+  }
 
   // Fibonacci hashing: one multiply; also run for every slot a deletion shifts.
   static std::uint32_t home_of(const Region& region, std::uint16_t offset) noexcept {
@@ -183,7 +332,9 @@ class TraceTable {
   std::size_t spare_bytes_ = 0;
   std::size_t slot_bytes_ = 0;  // in the regions' own tables
 
-  std::size_t count_ = 0;
+  std::array<YoungTrace, kYoungSlots> young_;
+
+  std::size_t count_ = 0;  // young traces included
   std::unordered_map<std::uintptr_t, std::size_t> big_sizes_;
   std::unordered_map<std::uintptr_t, TraceRecord> unaligned_;
 };

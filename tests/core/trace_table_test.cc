@@ -427,6 +427,95 @@ TEST(TraceTable, InsertReportsTheSizeOfTheTraceItReplaced) {
   EXPECT_EQ(table.size(), 2u);
 }
 
+// Young traces: the newest traces wait in a small array before moving to
+// their regions. Filling it many times over moves every young trace out.
+void age_all(TraceTable& table, std::uintptr_t base) {
+  for (std::uintptr_t a = base; a < base + 8192 * 16; a += 16)
+    ASSERT_TRUE(table.insert_fresh(a, 1, 9));
+  for (std::uintptr_t a = base; a < base + 8192 * 16; a += 16) ASSERT_TRUE(table.erase(a, nullptr));
+}
+
+TEST(TraceTable, TracesKeepTheirSizeAndTracebackAsTheyAgeIntoTheirRegions) {
+  TraceTable table;
+  ASSERT_TRUE(table.insert_fresh(0x7f0000001230, 48, 7));
+  ASSERT_TRUE(table.insert_fresh(0x7f0000001240, 65534, 8));  // the largest a young trace holds
+  ASSERT_NO_FATAL_FAILURE(age_all(table, 0x7e0000000000));
+  TraceRecord r{};
+  ASSERT_TRUE(table.find(0x7f0000001230, &r));
+  EXPECT_EQ(r.size, 48u);
+  EXPECT_EQ(r.traceback, 7u);
+  ASSERT_TRUE(table.find(0x7f0000001240, &r));
+  EXPECT_EQ(r.size, 65534u);
+  EXPECT_EQ(r.traceback, 8u);
+  EXPECT_EQ(table.size(), 2u);
+}
+
+TEST(TraceTable, InsertFreshReplacesAYoungTraceAtTheSameAddress) {
+  TraceTable table;
+  std::size_t replaced = 0;
+  ASSERT_TRUE(table.insert_fresh(0x5000, 10, 1, &replaced));
+  EXPECT_EQ(replaced, TraceTable::kNothingReplaced);
+  ASSERT_TRUE(table.insert_fresh(0x5000, 20, 2, &replaced));
+  EXPECT_EQ(replaced, 10u);
+  ASSERT_TRUE(table.insert_fresh(0x5000, k4GiB, 3, &replaced));  // too big to be young
+  EXPECT_EQ(replaced, 20u);
+  EXPECT_EQ(table.size(), 1u);
+  TraceRecord r{};
+  ASSERT_TRUE(table.find(0x5000, &r));
+  EXPECT_EQ(r.size, k4GiB);
+}
+
+TEST(TraceTable, InsertFreshOverAnAgedTraceKeepsBothUntilTheNewOneAges) {
+  TraceTable table;
+  ASSERT_TRUE(table.insert_fresh(0x5000, 10, 1));
+  ASSERT_NO_FATAL_FAILURE(age_all(table, 0x7e0000000000));
+  // The old trace's free went unseen: the fresh one does not look for it.
+  std::size_t replaced = 0;
+  ASSERT_TRUE(table.insert_fresh(0x5000, 20, 2, &replaced));
+  EXPECT_EQ(replaced, TraceTable::kNothingReplaced);
+  EXPECT_EQ(table.size(), 2u);
+  TraceRecord r{};
+  ASSERT_TRUE(table.find(0x5000, &r));
+  EXPECT_EQ(r.size, 20u);  // the newest answers
+  // Erased young, it leaves the old trace as it was.
+  ASSERT_TRUE(table.erase(0x5000, &r));
+  EXPECT_EQ(r.size, 20u);
+  ASSERT_TRUE(table.find(0x5000, &r));
+  EXPECT_EQ(r.size, 10u);
+  // Aged, it replaces the old trace in its region, which is reported.
+  ASSERT_TRUE(table.insert_fresh(0x5000, 30, 3));
+  std::size_t dropped = 0;
+  for (std::uintptr_t a = 0x7d0000000000; a < 0x7d0000000000 + 8192 * 16; a += 16) {
+    ASSERT_TRUE(table.insert_fresh(a, 1, 9, &replaced));
+    if (replaced != TraceTable::kNothingReplaced) dropped += replaced;
+  }
+  EXPECT_EQ(dropped, 10u);
+  EXPECT_EQ(table.size(), 8192u + 1);
+  ASSERT_TRUE(table.find(0x5000, &r));
+  EXPECT_EQ(r.size, 30u);
+  ASSERT_TRUE(table.erase(0x5000, nullptr));
+  EXPECT_FALSE(table.find(0x5000, &r));
+}
+
+TEST(TraceTable, ATraceGrownPastTheYoungLimitLeavesNoYoungCopy) {
+  TraceTable table;
+  std::size_t replaced = 0;
+  ASSERT_TRUE(table.insert(0x6000, 100, 1));
+  ASSERT_TRUE(table.insert(0x6000, 70000, 2, &replaced));
+  EXPECT_EQ(replaced, 100u);
+  EXPECT_EQ(table.size(), 1u);
+  int visits = 0;
+  table.for_each([&](const TraceRecord& t) {
+    ++visits;
+    EXPECT_EQ(t.size, 70000u);
+  });
+  EXPECT_EQ(visits, 1);
+  ASSERT_TRUE(table.erase(0x6000, nullptr));
+  EXPECT_EQ(table.size(), 0u);
+  TraceRecord r{};
+  EXPECT_FALSE(table.find(0x6000, &r));
+}
+
 TEST(TraceTable, SetTracebackRepointsOnlyATracedBlock) {
   TraceTable table;
   EXPECT_FALSE(table.set_traceback(0x1000, 1));
@@ -513,7 +602,14 @@ TEST(TraceTable, AgreesWithAnUnorderedMapOverRandomOperations) {
       const std::size_t expected =
           model.contains(a) ? model.map().at(a).size : TraceTable::kNothingReplaced;
       std::size_t replaced = 0;
-      ASSERT_TRUE(table.insert(a, v.size, v.traceback, &replaced));
+      // An untraced address goes in as a fresh block would (insert_fresh's
+      // contract needs no trace there), with young traces moving out to
+      // their regions in between; a traced one through insert().
+      if (model.contains(a)) {
+        ASSERT_TRUE(table.insert(a, v.size, v.traceback, &replaced));
+      } else {
+        ASSERT_TRUE(table.insert_fresh(a, v.size, v.traceback, &replaced));
+      }
       ASSERT_EQ(replaced, expected) << "step " << step;
       model.put(a, v);
     } else if (op < 43) {  // replace a live trace
@@ -642,7 +738,11 @@ TEST(TraceTableStress, AgreesWithAnUnorderedMapThroughWavesOfGrowthAndDrain) {
         if (insert) {
           const std::uintptr_t a = op % 5 ? pymalloc.allocate() : source.scattered();
           const Value v{random_size(rng), random_traceback(rng)};
-          ASSERT_TRUE(table.insert(a, v.size, v.traceback));
+          if (model.contains(a)) {
+            ASSERT_TRUE(table.insert(a, v.size, v.traceback));
+          } else {
+            ASSERT_TRUE(table.insert_fresh(a, v.size, v.traceback));
+          }
           model.put(a, v);
         } else if (op % 10 == 0) {  // free a whole pool, as pymalloc returns one
           const std::uintptr_t pool = model.pick(rng) & ~(kPool - 1);

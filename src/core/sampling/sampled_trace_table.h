@@ -53,6 +53,12 @@ class SampledTraceTable {
   // and every traceback id is accepted.
   bool insert(std::uintptr_t address, std::size_t size, std::uint32_t traceback,
               std::size_t* replaced_size = nullptr) noexcept;
+  // Sampled blocks are few: no young traces to skip a search for, so a
+  // fresh block is inserted like any other.
+  bool insert_fresh(std::uintptr_t address, std::size_t size, std::uint32_t traceback,
+                    std::size_t* replaced_size = nullptr) noexcept {
+    return insert(address, size, traceback, replaced_size);
+  }
   bool erase(std::uintptr_t address, TraceRecord* removed) noexcept;
   bool find(std::uintptr_t address, TraceRecord* out) const noexcept;
   bool set_traceback(std::uintptr_t address, std::uint32_t traceback) noexcept;
