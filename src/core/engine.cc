@@ -73,8 +73,8 @@ std::uint32_t Engine::unknown_traceback_unlocked() noexcept {
   return unknown_traceback_;
 }
 
-void Engine::add_trace_unlocked(std::uintptr_t address, std::size_t size,
-                                std::uint32_t traceback) noexcept {
+void Engine::add_trace_general(std::uintptr_t address, std::size_t size,
+                               std::uint32_t traceback) noexcept {
   op_log::record(op_log::Op::kInsert, address, size);
   if (traceback == kNoId) {
     // The block is new even if untraceable: a trace left at its address
@@ -111,11 +111,6 @@ void Engine::remove_trace_unlocked(std::uintptr_t address) noexcept {
 void Engine::retrace_unlocked(std::uintptr_t address, std::uint32_t traceback) noexcept {
   if (traceback == kNoId) return;
   with_traces([&](auto& traces) { return traces.set_traceback(address, traceback); });
-}
-
-void Engine::remove_trace(std::uintptr_t address) noexcept {
-  std::lock_guard lock(mutex_);
-  remove_trace_unlocked(address);
 }
 
 bool Engine::take_trace(std::uintptr_t address, TakenTrace* taken) noexcept {

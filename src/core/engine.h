@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "op_log.h"
 #include "sampling/address_filter.h"
 #include "sampling/sampled_trace_table.h"
 #include "sequence_interner.h"
@@ -99,13 +100,39 @@ class Engine {
   // when the new trace leaves the young traces (TraceTable::insert_fresh).
   // A block that cannot be recorded for lack of memory is counted in
   // `dropped_traces`.
-  void add_trace_unlocked(std::uintptr_t address, std::size_t size,
-                          std::uint32_t traceback) noexcept;
+  // Exact mode's common case inlined into the hooks; the rest (sampled
+  // mode, an untraceable block, no memory) in add_trace_general.
+  [[gnu::always_inline]] void add_trace_unlocked(std::uintptr_t address, std::size_t size,
+                                                 std::uint32_t traceback) noexcept {
+    if (sample_interval() == 0 && traceback != kNoId) [[likely]] {
+      op_log::record(op_log::Op::kInsert, address, size);
+      std::size_t replaced = TraceTable::kNothingReplaced;
+      if (traces_.insert_fresh(address, size, traceback, &replaced)) [[likely]] {
+        if (replaced != TraceTable::kNothingReplaced) memory_.current -= replaced;
+        memory_.current += size;
+        if (memory_.current > memory_.peak) memory_.peak = memory_.current;
+        return;
+      }
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    add_trace_general(address, size, traceback);
+  }
   void remove_trace_unlocked(std::uintptr_t address) noexcept;
   // A traced block now belongs to a new object (CPython reused it from a
   // freelist): its trace takes the new traceback, keeping its size.
   void retrace_unlocked(std::uintptr_t address, std::uint32_t traceback) noexcept;
-  void remove_trace(std::uintptr_t address) noexcept;
+  // Takes the lock; exact mode's common case inlined into the hooks.
+  [[gnu::always_inline]] void remove_trace(std::uintptr_t address) noexcept {
+    std::lock_guard lock(mutex_);
+    if (sample_interval() == 0) [[likely]] {
+      op_log::record(op_log::Op::kErase, address, 0);
+      TraceRecord removed;
+      if (traces_.erase(address, &removed)) memory_.current -= removed.size;
+      return;
+    }
+    remove_trace_unlocked(address);
+  }
   // Removes a trace and hands it back, so a failed realloc can restore it.
   // The restore is skipped when the tables were cleared in between: the
   // taken trace's traceback id would point into tables that are gone.
@@ -149,6 +176,9 @@ class Engine {
   MemoryCounters memory_;
   std::uint32_t unknown_traceback_ = kNoId;
   std::uint64_t generation_ = 0;  // bumped by every clear
+
+  [[gnu::noinline]] void add_trace_general(std::uintptr_t address, std::size_t size,
+                                           std::uint32_t traceback) noexcept;
 
   // Calls `f` with the table of the current mode (the interval only changes
   // while both are empty). Exact mode pays one predictable branch.
