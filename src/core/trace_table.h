@@ -174,10 +174,11 @@ class TraceTable {
     std::uint32_t traceback;
   };
   static constexpr std::size_t kYoungSlots = 256;  // 4 KiB: stays in the L1 cache
-  static constexpr std::uintptr_t kNoYoung = 1;    // unaligned: never a young address
+  static constexpr std::uintptr_t kYoungMisalignment = (1u << kOffsetShift) - 1;
+  static constexpr std::uintptr_t kNoYoung = 1;  // unaligned: never a young address
   static bool may_be_young(std::uintptr_t address, std::size_t size,
                            std::uint32_t traceback) noexcept {
-    return (address & ((1u << kOffsetShift) - 1)) == 0 && size < kBigSize && traceback != kEmpty;
+    return (address & kYoungMisalignment) == 0 && size < kBigSize && traceback != kEmpty;
   }
   static std::size_t young_index(std::uintptr_t address) noexcept {
     // Fibonacci hashing: blocks of any one stride spread over every slot.
@@ -185,14 +186,14 @@ class TraceTable {
                                     (64 - std::countr_zero(kYoungSlots)));
   }
   // The young slot holding `address`, or null. Any address may be asked:
-  // an unaligned one never matches, as no young trace is unaligned.
+  // an unaligned one (kNoYoung among them) is never young.
   YoungTrace* find_young(std::uintptr_t address) noexcept {
     YoungTrace& young = young_[young_index(address)];
-    return young.address == address ? &young : nullptr;
+    return young.address == address && (address & kYoungMisalignment) == 0 ? &young : nullptr;
   }
   const YoungTrace* find_young(std::uintptr_t address) const noexcept {
     const YoungTrace& young = young_[young_index(address)];
-    return young.address == address ? &young : nullptr;
+    return young.address == address && (address & kYoungMisalignment) == 0 ? &young : nullptr;
   }
   // Puts a young trace in `slot` (young_[young_index(address)], holding
   // another address), moving the trace there into its region first.

@@ -497,6 +497,31 @@ TEST(TraceTable, InsertFreshOverAnAgedTraceKeepsBothUntilTheNewOneAges) {
   EXPECT_FALSE(table.find(0x5000, &r));
 }
 
+TEST(TraceTable, AddressesThatMarkAFreeYoungSlotAreNeverFound) {
+  // Free young slots hold an unaligned address (1): looking it up, or any
+  // unaligned address, must not find a free slot.
+  TraceTable table;
+  TraceRecord r{};
+  for (std::uintptr_t a : {std::uintptr_t{1}, std::uintptr_t{3}, std::uintptr_t{0x5001}}) {
+    EXPECT_FALSE(table.find(a, &r)) << a;
+    EXPECT_FALSE(table.erase(a, &r)) << a;
+    EXPECT_FALSE(table.set_traceback(a, 4)) << a;
+  }
+  ASSERT_TRUE(table.insert_fresh(0x5000, 10, 1));
+  for (std::uintptr_t a : {std::uintptr_t{1}, std::uintptr_t{3}, std::uintptr_t{0x5001}}) {
+    EXPECT_FALSE(table.find(a, &r)) << a;
+    EXPECT_FALSE(table.erase(a, &r)) << a;
+    EXPECT_FALSE(table.set_traceback(a, 4)) << a;
+  }
+  ASSERT_TRUE(table.insert_fresh(1, 7, 2));  // unaligned: traced beside the young ones
+  ASSERT_TRUE(table.find(1, &r));
+  EXPECT_EQ(r.size, 7u);
+  EXPECT_EQ(table.size(), 2u);
+  ASSERT_TRUE(table.erase(1, &r));
+  EXPECT_FALSE(table.erase(1, &r));
+  EXPECT_EQ(table.size(), 1u);
+}
+
 TEST(TraceTable, ATraceGrownPastTheYoungLimitLeavesNoYoungCopy) {
   TraceTable table;
   std::size_t replaced = 0;
