@@ -13,6 +13,8 @@ Two kinds of workload:
   pyperformance  real programs from the pyperformance suite, imported from the
                  installed ``pyperformance`` package (nothing is vendored) and
                  their core function called directly, without pyperf's runner.
+Probes (``PROBES``): one allocation pattern each, for before/after checks with
+compare.py (``--workloads str_short,str_kept``); full runs leave them out.
 
 This module is imported by the child process only after it decides what to
 run; nothing here runs at import time except defining functions.
@@ -258,7 +260,33 @@ WORKLOADS = [
              "bm_nbody: 5000 advance() steps (float arithmetic: short-lived floats, little live memory)"),
 ]
 
-BY_NAME = {w.name: w for w in WORKLOADS}
+
+# --- probes: one allocation pattern each, for compare.py, not in full runs -----
+
+def _str_short_setup():
+    # One str per iteration, freed at the next: the trace dies young.
+    def body():
+        for i in range(200_000):
+            s = "%d" % i  # noqa: F841
+    return body
+
+
+def _str_kept_setup():
+    # The same strings kept in a list until the loop ends: every trace ages.
+    def body():
+        kept = ["%d" % i for i in range(200_000)]
+        del kept
+    return body
+
+
+PROBES = [
+    Workload("str_short", "probe", 10, _str_short_setup,
+             "200,000 short-lived str objects, one alive at a time"),
+    Workload("str_kept", "probe", 10, _str_kept_setup,
+             "200,000 str objects alive until the loop ends"),
+]
+
+BY_NAME = {w.name: w for w in WORKLOADS + PROBES}
 
 # The quick-mode subset: a mix of stdlib and real programs.
 QUICK = ["json", "ast", "dataclasses", "deep_stack", "raytrace"]
