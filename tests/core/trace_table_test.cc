@@ -120,6 +120,16 @@ void expect_same(const TraceTable& table, const Model& model) {
   }
 }
 
+// The trace of `address` is there, with this size and traceback.
+void expect_trace(const TraceTable& table, std::uintptr_t address, std::size_t size,
+                  std::uint32_t traceback) {
+  TraceRecord r{};
+  ASSERT_TRUE(table.find(address, &r)) << address;
+  EXPECT_EQ(r.address, address);
+  EXPECT_EQ(r.size, size);
+  EXPECT_EQ(r.traceback, traceback);
+}
+
 TEST(TraceTable, StartsEmptyAndFindsNothing) {
   TraceTable table;
   TraceRecord r{};
@@ -147,10 +157,7 @@ TEST(TraceTable, InsertAtATracedAddressReplacesTheTrace) {
   TraceTable table;
   ASSERT_TRUE(table.insert(0x5000, 10, 1));
   ASSERT_TRUE(table.insert(0x5000, 20, 2));
-  TraceRecord r{};
-  ASSERT_TRUE(table.find(0x5000, &r));
-  EXPECT_EQ(r.size, 20u);
-  EXPECT_EQ(r.traceback, 2u);
+  ASSERT_NO_FATAL_FAILURE(expect_trace(table, 0x5000, 20, 2));
   EXPECT_EQ(table.size(), 1u);
 }
 
@@ -440,13 +447,8 @@ TEST(TraceTable, TracesKeepTheirSizeAndTracebackAsTheyAgeIntoTheirRegions) {
   ASSERT_TRUE(table.insert_fresh(0x7f0000001230, 48, 7));
   ASSERT_TRUE(table.insert_fresh(0x7f0000001240, 65534, 8));  // the largest a young trace holds
   ASSERT_NO_FATAL_FAILURE(age_all(table, 0x7e0000000000));
-  TraceRecord r{};
-  ASSERT_TRUE(table.find(0x7f0000001230, &r));
-  EXPECT_EQ(r.size, 48u);
-  EXPECT_EQ(r.traceback, 7u);
-  ASSERT_TRUE(table.find(0x7f0000001240, &r));
-  EXPECT_EQ(r.size, 65534u);
-  EXPECT_EQ(r.traceback, 8u);
+  ASSERT_NO_FATAL_FAILURE(expect_trace(table, 0x7f0000001230, 48, 7));
+  ASSERT_NO_FATAL_FAILURE(expect_trace(table, 0x7f0000001240, 65534, 8));
   EXPECT_EQ(table.size(), 2u);
 }
 
