@@ -73,9 +73,8 @@ std::uint32_t Engine::unknown_traceback_unlocked() noexcept {
   return unknown_traceback_;
 }
 
-void Engine::add_trace_general(std::uintptr_t address, std::size_t size,
-                               std::uint32_t traceback) noexcept {
-  op_log::record(op_log::Op::kInsert, address, size);
+void Engine::add_trace_rarely(std::uint64_t interval, std::uintptr_t address, std::size_t size,
+                              std::uint32_t traceback) noexcept {
   if (traceback == kNoId) {
     // The block is new even if untraceable: a trace left at its address
     // would describe a block that no longer exists.
@@ -83,29 +82,16 @@ void Engine::add_trace_general(std::uintptr_t address, std::size_t size,
     dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  // The block is fresh from the allocator (or, in restore_trace, was never
-  // freed), so no trace is normally at its address: insert_fresh searches
-  // no region for one. Whatever trace it drops leaves the total.
-  std::size_t replaced = TraceTable::kNothingReplaced;
-  const bool inserted = with_traces(
-      [&](auto& traces) { return traces.insert_fresh(address, size, traceback, &replaced); });
-  if (!inserted) {
-    dropped_.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  note_inserted(address, size, replaced);
+  add_trace_to(sampled_traces_, interval, address, size, traceback);
+}
+
+void Engine::remove_sampled_trace(std::uintptr_t address) noexcept {
+  TraceRecord removed;
+  if (sampled_traces_.erase(address, &removed)) note_erased(removed, sample_interval());
 }
 
 std::size_t Engine::sampled_weight(std::size_t size, std::uint64_t interval) noexcept {
   return static_cast<std::size_t>(sampling::size_weight(size, interval));
-}
-
-void Engine::remove_trace_unlocked(std::uintptr_t address) noexcept {
-  op_log::record(op_log::Op::kErase, address, 0);
-  TraceRecord removed;
-  if (with_traces([&](auto& traces) { return traces.erase(address, &removed); })) {
-    note_erased(removed);
-  }
 }
 
 void Engine::retrace_unlocked(std::uintptr_t address, std::uint32_t traceback) noexcept {
@@ -119,7 +105,7 @@ bool Engine::take_trace(std::uintptr_t address, TakenTrace* taken) noexcept {
   if (!with_traces([&](auto& traces) { return traces.erase(address, &taken->record); })) {
     return false;
   }
-  note_erased(taken->record);
+  note_erased(taken->record, sample_interval());
   taken->generation = generation_;
   return true;
 }

@@ -99,38 +99,33 @@ class Engine {
   // address by a block whose free went unseen is replaced, at the latest
   // when the new trace leaves the young traces (TraceTable::insert_fresh).
   // A block that cannot be recorded for lack of memory is counted in
-  // `dropped_traces`.
-  // Exact mode's common case inlined into the hooks; the rest (sampled
-  // mode, an untraceable block, no memory) in add_trace_general.
+  // `dropped_traces`. Exact mode's common case is inlined into the hooks.
   [[gnu::always_inline]] void add_trace_unlocked(std::uintptr_t address, std::size_t size,
                                                  std::uint32_t traceback) noexcept {
-    if (sample_interval() == 0 && traceback != kNoId) [[likely]] {
-      op_log::record(op_log::Op::kInsert, address, size);
-      std::size_t replaced = TraceTable::kNothingReplaced;
-      if (traces_.insert_fresh(address, size, traceback, &replaced)) [[likely]] {
-        if (replaced != TraceTable::kNothingReplaced) memory_.current -= replaced;
-        memory_.current += size;
-        if (memory_.current > memory_.peak) memory_.peak = memory_.current;
-        return;
-      }
-      dropped_.fetch_add(1, std::memory_order_relaxed);
+    op_log::record(op_log::Op::kInsert, address, size);
+    const std::uint64_t interval = sample_interval();
+    if (interval == 0 && traceback != kNoId) [[likely]] {
+      add_trace_to(traces_, 0, address, size, traceback);
       return;
     }
-    add_trace_general(address, size, traceback);
+    add_trace_rarely(interval, address, size, traceback);
   }
-  void remove_trace_unlocked(std::uintptr_t address) noexcept;
+  // Inlined into the hooks, like add_trace_unlocked.
+  [[gnu::always_inline]] void remove_trace_unlocked(std::uintptr_t address) noexcept {
+    op_log::record(op_log::Op::kErase, address, 0);
+    const std::uint64_t interval = sample_interval();
+    TraceRecord removed;
+    if (interval == 0) [[likely]] {
+      if (traces_.erase(address, &removed)) note_erased(removed, 0);
+    } else {
+      remove_sampled_trace(address);
+    }
+  }
   // A traced block now belongs to a new object (CPython reused it from a
   // freelist): its trace takes the new traceback, keeping its size.
   void retrace_unlocked(std::uintptr_t address, std::uint32_t traceback) noexcept;
-  // Takes the lock; exact mode's common case inlined into the hooks.
   [[gnu::always_inline]] void remove_trace(std::uintptr_t address) noexcept {
     std::lock_guard lock(mutex_);
-    if (sample_interval() == 0) [[likely]] {
-      op_log::record(op_log::Op::kErase, address, 0);
-      TraceRecord removed;
-      if (traces_.erase(address, &removed)) memory_.current -= removed.size;
-      return;
-    }
     remove_trace_unlocked(address);
   }
   // Removes a trace and hands it back, so a failed realloc can restore it.
@@ -177,8 +172,24 @@ class Engine {
   std::uint32_t unknown_traceback_ = kNoId;
   std::uint64_t generation_ = 0;  // bumped by every clear
 
-  [[gnu::noinline]] void add_trace_general(std::uintptr_t address, std::size_t size,
-                                           std::uint32_t traceback) noexcept;
+  // add_trace_unlocked in sampled mode, or for a block that has no traceback.
+  [[gnu::noinline]] void add_trace_rarely(std::uint64_t interval, std::uintptr_t address,
+                                          std::size_t size, std::uint32_t traceback) noexcept;
+  // remove_trace_unlocked in sampled mode: out of line, so that exact mode's
+  // free saves no registers for it.
+  [[gnu::noinline]] void remove_sampled_trace(std::uintptr_t address) noexcept;
+  // Inserts into `traces` (the table of `interval`'s mode) and counts it.
+  template <typename Table>
+  [[gnu::always_inline]] void add_trace_to(Table& traces, std::uint64_t interval,
+                                           std::uintptr_t address, std::size_t size,
+                                           std::uint32_t traceback) noexcept {
+    std::size_t replaced = TraceTable::kNothingReplaced;
+    if (!traces.insert_fresh(address, size, traceback, &replaced)) [[unlikely]] {
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    note_inserted(address, size, replaced, interval);
+  }
 
   // Calls `f` with the table of the current mode (the interval only changes
   // while both are empty). Exact mode pays one predictable branch.
@@ -196,26 +207,27 @@ class Engine {
   }
 
   // What a block of `size` bytes adds to the memory counters: its size, or
-  // in sampled mode the estimate it stands for.
-  // Inlined into every insert and erase: exact mode pays one branch.
-  [[gnu::always_inline]] std::size_t counted_size(std::size_t size) const noexcept {
-    const std::uint64_t interval = sample_interval();
+  // in sampled mode (a non-zero `interval`, read once by the caller) the
+  // estimate it stands for.
+  [[gnu::always_inline]] static std::size_t counted_size(std::size_t size,
+                                                         std::uint64_t interval) noexcept {
     return interval == 0 ? size : sampled_weight(size, interval);
   }
   static std::size_t sampled_weight(std::size_t size, std::uint64_t interval) noexcept;
   [[gnu::always_inline]] void note_inserted(std::uintptr_t address, std::size_t size,
-                                            std::size_t replaced) noexcept {
+                                            std::size_t replaced, std::uint64_t interval) noexcept {
     if (replaced != TraceTable::kNothingReplaced) {
-      memory_.current -= counted_size(replaced);
-    } else if (sample_interval() != 0) {
+      memory_.current -= counted_size(replaced, interval);
+    } else if (interval != 0) {
       sampled_.add(address);
     }
-    memory_.current += counted_size(size);
+    memory_.current += counted_size(size, interval);
     if (memory_.current > memory_.peak) memory_.peak = memory_.current;
   }
-  [[gnu::always_inline]] void note_erased(const TraceRecord& removed) noexcept {
-    memory_.current -= counted_size(removed.size);
-    if (sample_interval() != 0) sampled_.remove(removed.address);
+  [[gnu::always_inline]] void note_erased(const TraceRecord& removed,
+                                          std::uint64_t interval) noexcept {
+    memory_.current -= counted_size(removed.size, interval);
+    if (interval != 0) sampled_.remove(removed.address);
   }
 };
 
