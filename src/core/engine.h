@@ -113,9 +113,8 @@ class Engine {
   // Inlined into the hooks, like add_trace_unlocked.
   [[gnu::always_inline]] void remove_trace_unlocked(std::uintptr_t address) noexcept {
     op_log::record(op_log::Op::kErase, address, 0);
-    const std::uint64_t interval = sample_interval();
-    TraceRecord removed;
-    if (interval == 0) [[likely]] {
+    if (sample_interval() == 0) [[likely]] {
+      TraceRecord removed;
       if (traces_.erase(address, &removed)) note_erased(removed, 0);
     } else {
       remove_sampled_trace(address);

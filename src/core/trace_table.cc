@@ -182,7 +182,7 @@ bool TraceTable::insert_unaligned(std::uintptr_t address, std::size_t size,
 bool TraceTable::insert(std::uintptr_t address, std::size_t size, std::uint32_t traceback,
                         std::size_t* replaced_size) noexcept {
   // As insert_fresh(), once no region holds a trace at `address`.
-  if (may_be_young(address, size, traceback) && young_[young_index(address)].address != address) {
+  if (fits_a_slot(address, size, traceback) && young_[young_index(address)].address != address) {
     const Region* region = find_region(address >> kRegionShift);
     if (region != nullptr &&
         find_slot(*region, static_cast<std::uint16_t>(address >> kOffsetShift)) != nullptr) {

@@ -81,7 +81,7 @@ class TraceTable {
   [[gnu::always_inline]] bool insert_fresh(std::uintptr_t address, std::size_t size,
                                            std::uint32_t traceback,
                                            std::size_t* replaced_size = nullptr) noexcept {
-    if (!may_be_young(address, size, traceback)) [[unlikely]] {
+    if (!fits_a_slot(address, size, traceback)) [[unlikely]] {
       return insert_not_young(address, size, traceback, replaced_size);
     }
     YoungTrace& slot = young_[young_index(address)];
@@ -166,19 +166,22 @@ class TraceTable {
     std::unique_ptr<Slot[]> slots;
   };
 
-  // A young trace: an aligned block under kBigSize bytes, so that it fits a
-  // region slot when it moves there.
+  // A young trace: a block that fits a region slot (fits_a_slot), so that it
+  // can move there.
   struct YoungTrace {
     std::uintptr_t address;
     std::uint32_t size;
     std::uint32_t traceback;
   };
   static constexpr std::size_t kYoungSlots = 256;  // 4 KiB: stays in the L1 cache
-  static constexpr std::uintptr_t kYoungMisalignment = (1u << kOffsetShift) - 1;
+  static constexpr std::uintptr_t kMisaligned = (1u << kOffsetShift) - 1;  // address bits
   static constexpr std::uintptr_t kNoYoung = 1;  // unaligned: never a young address
-  static bool may_be_young(std::uintptr_t address, std::size_t size,
-                           std::uint32_t traceback) noexcept {
-    return (address & kYoungMisalignment) == 0 && size < kBigSize && traceback != kEmpty;
+  // Whether a trace fits an 8-byte region slot: an aligned address (it has an
+  // offset), a size under kBigSize, a traceback that is not the empty mark.
+  // Only such traces may be young; others live in the regions' side maps.
+  static bool fits_a_slot(std::uintptr_t address, std::size_t size,
+                          std::uint32_t traceback) noexcept {
+    return (address & kMisaligned) == 0 && size < kBigSize && traceback != kEmpty;
   }
   static std::size_t young_index(std::uintptr_t address) noexcept {
     // Fibonacci hashing: blocks of any one stride spread over every slot.
@@ -189,11 +192,11 @@ class TraceTable {
   // an unaligned one (kNoYoung among them) is never young.
   YoungTrace* find_young(std::uintptr_t address) noexcept {
     YoungTrace& young = young_[young_index(address)];
-    return young.address == address && (address & kYoungMisalignment) == 0 ? &young : nullptr;
+    return young.address == address && (address & kMisaligned) == 0 ? &young : nullptr;
   }
   const YoungTrace* find_young(std::uintptr_t address) const noexcept {
     const YoungTrace& young = young_[young_index(address)];
-    return young.address == address && (address & kYoungMisalignment) == 0 ? &young : nullptr;
+    return young.address == address && (address & kMisaligned) == 0 ? &young : nullptr;
   }
   // Puts a young trace in `slot` (young_[young_index(address)], holding
   // another address), moving the trace there into its region first.
@@ -228,8 +231,7 @@ class TraceTable {
                                                   std::size_t* replaced_size) noexcept {
     // The common case: an aligned small block in a region whose table has
     // room. One probe run finds the trace to replace or the free slot.
-    if ((address & ((1u << kOffsetShift) - 1)) == 0 && size < kBigSize && traceback != kEmpty)
-        [[likely]] {
+    if (fits_a_slot(address, size, traceback)) [[likely]] {
       Region* region = find_region(address >> kRegionShift);
       if (region != nullptr && region->capacity != 0) [[likely]] {
         const auto offset = static_cast<std::uint16_t>(address >> kOffsetShift);
