@@ -10,10 +10,12 @@ void hs_frame_chain_release(hs_frame_chain *chain) {
   free(chain->frames);
   free(chain->scratch);
   free(chain->hints);
+  free(chain->rise);
   chain->frames = NULL;
   chain->scratch = NULL;
   chain->hints = NULL;
-  chain->count = chain->capacity = chain->scratch_capacity = 0;
+  chain->rise = NULL;
+  chain->count = chain->capacity = chain->scratch_capacity = chain->rise_capacity = 0;
 }
 
 int hs_frame_chain_reserve(const void ***array, unsigned *capacity, unsigned need) {
@@ -29,17 +31,32 @@ int hs_frame_chain_reserve(const void ***array, unsigned *capacity, unsigned nee
   return 1;
 }
 
+/* Makes room for a rise count per frame of `frames`' capacity. */
+static int reserve_rise(hs_frame_chain *chain) {
+  if (chain->capacity <= chain->rise_capacity) return 1;
+  unsigned short *bigger =
+      (unsigned short *)realloc(chain->rise, chain->capacity * sizeof(unsigned short));
+  if (bigger == NULL) return 0;
+  chain->rise = bigger;
+  chain->rise_capacity = chain->capacity;
+  return 1;
+}
+
 void hs_frame_chain_store(hs_frame_chain *chain, unsigned base, unsigned n) {
   if (chain->hints == NULL) {
     chain->hints = (hs_frame_chain_hint *)calloc(HS_FRAME_CHAIN_HINTS, sizeof(hs_frame_chain_hint));
   }
-  if (chain->hints == NULL || !hs_frame_chain_reserve(&chain->frames, &chain->capacity, base + n)) {
+  if (chain->hints == NULL || !hs_frame_chain_reserve(&chain->frames, &chain->capacity, base + n) ||
+      !reserve_rise(chain)) {
     chain->count = 0;
     return;
   }
   for (unsigned k = 0; k < n; ++k) {
     const void *frame = chain->scratch[n - 1 - k];
-    chain->frames[base + k] = frame;
+    const unsigned i = base + k;
+    chain->frames[i] = frame;
+    const int rises = i > 0 && (__UINTPTR_TYPE__)chain->frames[i - 1] < (__UINTPTR_TYPE__)frame;
+    chain->rise[i] = rises && chain->rise[i - 1] < 0xFFFF ? chain->rise[i - 1] + 1 : 1;
     hs_frame_chain_hint *hint = &chain->hints[hs_frame_chain_slot(frame)];
     hint->frame = frame;
     hint->index = base + k;

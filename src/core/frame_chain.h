@@ -44,6 +44,12 @@ typedef struct {
   /* Where a frame was put in `frames`, by a hash of its address; a hint is
    * checked against `frames` before use, so stale ones are harmless. */
   hs_frame_chain_hint *hints;
+  /* rise[i]: how many frames up to frames[i] have addresses rising
+   * strictly, as frames pushed on one data-stack chunk do (at least 1;
+   * capped). A walk that finds both ends of such a run in memory that stays
+   * readable knows all of the run is (frame_chain_walk.h, read-ahead). */
+  unsigned short *rise;
+  unsigned rise_capacity;
 } hs_frame_chain;
 
 /* Frees what `chain` holds and leaves it empty (all-zero is empty too). */

@@ -8,6 +8,16 @@
  *       chain's check reads nothing else of it), 1 when it needs hs_counts;
  *   int hs_chain_usable(HS_CONTEXT context)       whether the chain may be
  *       used at all (asked only for deep stacks).
+ * and, when it knows regions of memory that stay readable while the walk
+ * runs, with frames' addresses rising inside each (CPython's data-stack
+ * chunks), HS_READ_AHEAD and:
+ *   hs_readable, a cursor over those regions, innermost first;
+ *   void hs_readable_begin(HS_CONTEXT context, hs_readable *r)
+ *       puts the cursor on the innermost region;
+ *   int hs_readable_has(const hs_readable *r, const void *frame)
+ *       1 when a frame at that address lies in the cursor's region;
+ *   int hs_readable_older(hs_readable *r)
+ *       moves the cursor one region outwards; 0 when there is none.
  * A template by inclusion: the frame types are version-specific C structs,
  * and the loops are only worth it with those functions inlined. */
 #ifndef HEAPSCOPE_FRAME_CHAIN_WALK_H
@@ -43,12 +53,71 @@ static inline int hs_scratch_push(hs_frame_chain *chain, unsigned *n, const HS_F
   return 1;
 }
 
+#ifdef HS_READ_AHEAD
+/* Frames checked with one branch when read ahead. */
+#define HS_BLOCK_FRAMES 8
+
+/* Given remembered frames low[0] .. high[-1] whose addresses rise, the
+ * lowest p such that p[0] .. high[-1] all lie in one readable region (high
+ * when high[-1] lies in neither the cursor's region nor the next one
+ * out). */
+static inline const void *const *hs_readable_from(hs_readable *r, const void *const *low,
+                                                  const void *const *high) {
+  if (!hs_readable_has(r, high[-1])) {
+    hs_readable older = *r;
+    if (!hs_readable_older(&older) || !hs_readable_has(&older, high[-1])) return high;
+    *r = older;
+  }
+  if (hs_readable_has(r, *low)) return low;
+  /* The addresses rise, so the run's frames in this region are its upper
+   * part: find where that starts. */
+  const void *const *in = high - 1;
+  while (low < in) {
+    const void *const *mid = low + (in - low) / 2;
+    if (hs_readable_has(r, *mid)) {
+      in = mid;
+    } else {
+      low = mid + 1;
+    }
+  }
+  return in;
+}
+
+/* Checks the remembered frames from at[-1] down to `low`, all readable,
+ * eight at a time while they are the live stack's (*at == *g, live and
+ * counted). Returns where it stopped, *g the frame there: fewer than eight
+ * frames left, a link that differs, or an entry frame (something below it
+ * may be incomplete), for the frame-at-a-time loop to look at. */
+static inline const void *const *hs_check_blocks(const void *const *at, const void *const *low,
+                                                 const HS_FRAME **g) {
+  const HS_FRAME *above = *g;
+  for (; at - low >= HS_BLOCK_FRAMES; at -= HS_BLOCK_FRAMES) {
+    /* One branch per block: nonzero when a link differs or a frame is an
+     * entry. */
+    __UINTPTR_TYPE__ differ = 0;
+    const HS_FRAME *f = above;
+    for (int k = 1; k <= HS_BLOCK_FRAMES; ++k) {
+      const HS_FRAME *below = (const HS_FRAME *)at[-k];
+      differ |= ((__UINTPTR_TYPE__)hs_next(f) ^ (__UINTPTR_TYPE__)below) |
+                (__UINTPTR_TYPE__)hs_may_be_incomplete_below(f);
+      f = below;
+    }
+    if (differ != 0) break;
+    above = f;
+  }
+  *g = above;
+  return at;
+}
+#endif
+
 /* Counts from `start` (a live frame) to the bottom, and leaves the chain
  * holding the stack as it is now (or empty when memory ran out). Out of
  * line: shallow stacks never get here, and inlined it would make every
  * capture save and restore the registers it needs. */
 __attribute__((noinline)) static unsigned hs_count_remembering(const HS_FRAME *start,
-                                                               hs_frame_chain *chain) {
+                                                               hs_frame_chain *chain,
+                                                               HS_CONTEXT context) {
+  (void)context;
   /* Follow pointers until a frame the chain holds: the frames above it are
    * new since the last walk. */
   unsigned counted = 0, top = 0, join = 0;
@@ -69,20 +138,46 @@ __attribute__((noinline)) static unsigned hs_count_remembering(const HS_FRAME *s
     return counted;
   }
   /* frames[join] is live: the walk reached it. Each remembered frame below
-   * it is read only after the live frame above links to it; the next
-   * address comes from the array, so the processor need not wait for one
-   * frame's load to start the next. */
+   * it is read only after the live frame above links to it (or, read
+   * ahead, once it is known to be readable memory); the next address comes
+   * from the array, so the processor need not wait for one frame's load to
+   * start the next. */
   const void *const *frames = chain->frames;
   const HS_FRAME *g = f;
   counted += hs_counts(g);
   const void *const *at = frames + join; /* *at == g */
   unsigned incomplete = 0;
-  for (; at != frames; --at) {
-    const HS_FRAME *below = (const HS_FRAME *)at[-1];
-    if (hs_next(g) != below) break;
-    if (__builtin_expect(hs_may_be_incomplete_below(g), 0)) incomplete += !hs_counts(below);
-    g = below;
+#ifdef HS_READ_AHEAD
+  hs_readable readable;
+  hs_readable_begin(context, &readable);
+#endif
+  for (;;) {
+    const void *const *stop = frames;
+#ifdef HS_READ_AHEAD
+    /* The frames below that rise up to at[-1] may be read before their
+     * links are checked when both ends of the run are readable: a stale
+     * frame then costs a comparison that fails, not a fault. Checked eight
+     * at a time; where that stops, frame at a time for up to a block, then
+     * read ahead again. */
+    const unsigned left = (unsigned)(at - frames);
+    if (left >= HS_BLOCK_FRAMES) {
+      const void *const *low = at - chain->rise[left - 1];
+      if (at - low >= HS_BLOCK_FRAMES) {
+        low = hs_readable_from(&readable, low, at);
+        if (at - low >= HS_BLOCK_FRAMES) at = hs_check_blocks(at, low, &g);
+      }
+      if (at - frames > HS_BLOCK_FRAMES) stop = at - HS_BLOCK_FRAMES;
+    }
+#endif
+    for (; at != stop; --at) {
+      const HS_FRAME *below = (const HS_FRAME *)at[-1];
+      if (hs_next(g) != below) goto checked;
+      if (__builtin_expect(hs_may_be_incomplete_below(g), 0)) incomplete += !hs_counts(below);
+      g = below;
+    }
+    if (at == frames) break;
   }
+checked:;
   const unsigned i = (unsigned)(at - frames);
   counted += join - i - incomplete;
   if (i == 0 && hs_next(g) == NULL) {
@@ -113,7 +208,7 @@ __attribute__((noinline)) static int hs_finish_deep(const HS_FRAME *f, hs_frame_
                                                     HS_CONTEXT context, int written, unsigned depth,
                                                     unsigned *total) {
   const int remembering = chain != NULL && hs_chain_usable(context);
-  depth += remembering ? hs_count_remembering(f, chain) : hs_count_plain(f);
+  depth += remembering ? hs_count_remembering(f, chain, context) : hs_count_plain(f);
   *total = hs_capped(depth);
   return written;
 }

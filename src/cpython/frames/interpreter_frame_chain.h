@@ -23,6 +23,31 @@ static inline int hs_may_be_incomplete_below(const HS_FRAME *above) { return abo
 static inline int hs_chain_usable(PyThreadState *tstate) {
   return tstate->interp->eval_frame == NULL;
 }
+/* Read-ahead: the regions are the thread's data-stack chunks, newest
+ * first. They are this thread's own, and one is freed only when the thread
+ * pops its first frame, so they stay mapped while the thread is inside an
+ * allocator; frames pushed on one rise. */
+#define HS_READ_AHEAD 1
+typedef struct {
+  const _PyStackChunk *chunk;
+  __UINTPTR_TYPE__ first, last; /* where a frame in `chunk` may start */
+} hs_readable;
+static inline void hs_readable_at(hs_readable *r, const _PyStackChunk *chunk) {
+  r->chunk = chunk;
+  r->first = chunk ? (__UINTPTR_TYPE__)chunk->data : 1;
+  r->last = chunk ? (__UINTPTR_TYPE__)chunk + chunk->size - sizeof(HS_FRAME) : 0;
+}
+static inline void hs_readable_begin(PyThreadState *tstate, hs_readable *r) {
+  hs_readable_at(r, tstate->datastack_chunk);
+}
+static inline int hs_readable_has(const hs_readable *r, const void *frame) {
+  return (__UINTPTR_TYPE__)frame >= r->first && (__UINTPTR_TYPE__)frame <= r->last;
+}
+static inline int hs_readable_older(hs_readable *r) {
+  if (r->chunk == NULL || r->chunk->previous == NULL) return 0;
+  hs_readable_at(r, r->chunk->previous);
+  return 1;
+}
 #else
 /* 3.12+: C-stack entry shims, and on 3.13 the _Py_InitCleanup trampoline
  * below an __init__ frame linked by an ordinary call, are incomplete too:
