@@ -14,6 +14,12 @@ CPU time of the process (all its threads, so a tracer's helper threads
 count): the interpreter's startup, the imports,
 the workload's setup and one untraced warm-up call happen before the tracer
 starts; stopping the tracer happens after the clock stops.
+
+With ``"paired": true`` every loop is timed twice, untraced and then traced
+(the tracer started just before the traced call and stopped just after it),
+and the result also lists both times of every loop.  This machine's speed
+jumps by half for seconds at a time (other tenants of the host), so only
+times taken a fraction of a second apart compare reliably.
 """
 
 import json
@@ -23,6 +29,13 @@ import time
 import configs
 
 MARKER = "BENCH-RESULT"
+
+
+def timed(body):
+    """(CPU time, wall-clock time) of one call of body."""
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    body()
+    return time.process_time() - cpu0, time.perf_counter() - wall0
 
 
 def time_workload(spec):
@@ -36,6 +49,8 @@ def time_workload(spec):
     body = workload.setup()
     body()  # warm-up: caches, lazily imported modules, specialised bytecode
 
+    if spec.get("paired"):
+        return time_pairs(config, body, loops)
     stop = configs.start(config)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     for _ in range(loops):
@@ -43,6 +58,22 @@ def time_workload(spec):
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     result = stop()
     result.update({"wall": wall, "cpu": cpu})
+    return result
+
+
+def time_pairs(config, body, loops):
+    """Each loop untraced, then traced with a tracer started for it alone."""
+    pairs = {"cpu": [], "wall": []}
+    result = {}
+    for _ in range(loops):
+        untraced = timed(body)
+        stop = configs.start(config)
+        traced = timed(body)
+        result = stop()
+        for k, clock in enumerate(pairs):
+            pairs[clock].append([untraced[k], traced[k]])
+    result.update({clock: sum(t for _, t in runs) for clock, runs in pairs.items()})
+    result["pairs"] = pairs
     return result
 
 

@@ -67,6 +67,17 @@ class Summary:
             if untraced:
                 self.main_minimum[w] = min(untraced)
                 self.main_median[w] = statistics.median(untraced)
+        # Loop-by-loop ratios of traced to untraced time (run.py --json
+        # written since the pairing; older results have none and fall back
+        # to minima).
+        pairs = results.get("pairs", {}).get(self.clock)
+        self.paired = None
+        if pairs:
+            self.paired = {w: {c: statistics.median(t / u for u, t in runs)
+                               for c, runs in pairs.get(w, {}).items() if runs}
+                           for w in self.workloads}
+            self.pair_counts = {w: {c: len(runs) for c, runs in pairs.get(w, {}).items()}
+                                for w in self.workloads}
         self.memory = results.get("memory", {})
         self.memory_errors = results.get("memory_errors", {})
         # Sampled tracing on large untouched blocks (rss.py); absent from
@@ -82,23 +93,52 @@ class Summary:
             return getattr(self, by)[w].get("none")
         return getattr(self, "main_" + by).get(w)
 
-    def slowdown(self, w, c, by="minimum"):
+    def untraced_time(self, w):
+        """The untraced column: the median run when slowdowns come from pairs
+        (they do not divide by it), else the minimum they divide by."""
+        if self.paired is not None:
+            return self.median[w].get("none")
+        return self.main_minimum.get(w)
+
+    def slowdown(self, w, c):
+        """Traced time over untraced time: the median loop-by-loop ratio when
+        the runs were paired, otherwise whole runs' minimum over minimum."""
+        if self.paired is not None:
+            if self.reason(w, c):
+                return None
+            return self.paired[w].get(c)
+        return self.whole_run_slowdown(w, c)
+
+    def whole_run_slowdown(self, w, c, by="minimum"):
+        """Whole runs compared: minimum over minimum (by="median": median
+        over median)."""
         times = getattr(self, by)[w]
         base = self.untraced(w, c, by)
         if base is None or c not in times:
             return None
         return times[c] / base
 
-    def geomean(self, c, by="minimum"):
-        return geomean([self.slowdown(w, c, by) for w in self.workloads])
+    def geomean(self, c, by=None):
+        """Of the slowdowns; by="minimum" or "median": of whole runs' instead."""
+        if by is None:
+            return geomean([self.slowdown(w, c) for w in self.workloads])
+        return geomean([self.whole_run_slowdown(w, c, by) for w in self.workloads])
 
     def geomean_count(self, c):
         return sum(self.slowdown(w, c) is not None for w in self.workloads)
 
     def add_ratio(self, w, nframe):
-        """Time heapscope adds / time CPython's tracemalloc adds (minima)."""
-        times = self.minimum[w]
+        """Time heapscope adds / time CPython's tracemalloc adds (from the
+        slowdowns when paired, else from minima)."""
         ours, theirs = f"heapscope-{nframe}", f"tracemalloc-{nframe}"
+        if self.paired is not None:
+            s_ours, s_theirs = self.slowdown(w, ours), self.slowdown(w, theirs)
+            if s_ours is None or s_theirs is None:
+                return None, "n/a"
+            if s_theirs - 1 < MEANINGFUL_ADDED:
+                return None, "n/m"
+            return (s_ours - 1) / (s_theirs - 1), None
+        times = self.minimum[w]
         base = self.untraced(w, ours)
         if base is None or not all(k in times for k in (ours, theirs)):
             return None, "n/a"
@@ -230,7 +270,7 @@ def slowdown_rows(summary):
     header += [f"hs/tm added, nframe={n}" for n in ratios]
     rows = []
     for w in summary.workloads:
-        base = summary.main_minimum.get(w)  # what the slowdowns of this row divide by
+        base = summary.untraced_time(w)
         row = [w, "n/a" if base is None else f"{base:.3f} s"]
         row += [_cell(summary, w, c) for c in summary.traced]
         row += [_ratio(summary, w, n) for n in ratios]
@@ -358,8 +398,10 @@ def _target_lines(summary):
 def text(summary):
     meta = summary.meta
     parts = [f"heapscope {meta['commit']} on {meta['python']}, {meta['nproc']} x {meta['cpu']}; "
-             f"slowdown against no tracing, minimum {CLOCK_NAMES[summary.clock]} of "
-             f"{meta['repeat']} runs",
+             "slowdown against no tracing, "
+             + (f"median ratio of {CLOCK_NAMES[summary.clock]} over paired untraced and "
+                f"traced loops of {meta['repeat']} runs" if summary.paired is not None else
+                f"minimum {CLOCK_NAMES[summary.clock]} of {meta['repeat']} runs"),
              "", _text_table(*slowdown_rows(summary))]
     if summary.memory or summary.memory_errors:
         parts += ["", f"Memory per traced block ({meta.get('memory_objects', 0):,} objects kept alive):",
@@ -377,6 +419,22 @@ def text(summary):
     for warning in meta.get("warnings", []):
         parts += ["", f"WARNING: {warning}"]
     return "\n".join(parts)
+
+
+def _paired_method(summary):
+    counts = [n for by_config in summary.pair_counts.values() for n in by_config.values() if n]
+    loops = f"{min(counts)}-{max(counts)}" if counts and min(counts) != max(counts) \
+        else str(counts[0]) if counts else "0"
+    return (
+        f"Each traced run times every loop of the workload twice in one process: untraced, "
+        "then traced, with the tracer started for that loop alone. A slowdown is the median, "
+        f"over the loops of {summary.meta['repeat']} runs ({loops} loops per configuration), "
+        f"of the traced loop's {CLOCK_NAMES[summary.clock]} divided by the untraced loop's just "
+        "before it: this machine's speed jumps by about half for seconds at a time, so only "
+        "times taken a fraction of a second apart compare (minima of whole runs put some "
+        "workloads below 1.00x). The untraced column is the median of the separate untraced "
+        "runs"
+    )
 
 
 def markdown(summary, plot_name):
@@ -407,12 +465,13 @@ def markdown(summary, plot_name):
     lines += [
         "## Slowdown against no tracing",
         "",
-        f"Minimum {CLOCK_NAMES[summary.clock]} of {meta['repeat']} runs under each "
-        "configuration divided by the minimum of the untraced runs interleaved with them"
-        + (f" (sampled mode: {meta['repeat'] + meta['sampled_extra_repeat']} runs, against "
-           "as many untraced ones, the extra ones interleaved between the two alone, because "
-           "sampling adds about as much as this machine's noise)"
-           if meta.get("sampled_extra_repeat") else "")
+        (_paired_method(summary) if summary.paired is not None else
+         f"Minimum {CLOCK_NAMES[summary.clock]} of {meta['repeat']} runs under each "
+         "configuration divided by the minimum of the untraced runs interleaved with them"
+         + (f" (sampled mode: {meta['repeat'] + meta['sampled_extra_repeat']} runs, against "
+            "as many untraced ones, the extra ones interleaved between the two alone, because "
+            "sampling adds about as much as this machine's noise)"
+            if meta.get("sampled_extra_repeat") else ""))
         + (" (CPU time of the whole process, every thread, so that other processes on the "
            "machine do not count)" if summary.clock == "cpu" else "") + ". *hs/tm added* is the time heapscope adds divided by the "
         "time CPython's tracemalloc adds at the same traceback depth (issue 4's target at "
@@ -486,8 +545,9 @@ def markdown(summary, plot_name):
     lines += [
         "## Times",
         "",
-        f"Seconds of {CLOCK_NAMES[summary.clock]} per configuration, minimum / median of "
-        "the runs.",
+        f"Seconds of {CLOCK_NAMES[summary.clock]} per configuration"
+        + (" (of a traced run, its traced loops)" if summary.paired is not None else "")
+        + ", minimum / median of the runs.",
         "",
     ]
     header = ["workload"] + [c.label for c in summary.configs]
@@ -501,12 +561,18 @@ def markdown(summary, plot_name):
                 row.append("n/a")
         rows.append(row)
     lines += [_md_table(header, rows), ""]
-    lines += ["Geomean slowdown from medians instead of minima: " + ", ".join(
-        f"{c.label} {_x(summary.geomean(c.key, 'median'))}" for c in summary.traced) + ".", ""]
+    if summary.paired is not None:
+        lines += ["Geomean slowdown from whole runs instead of paired loops (minimum over "
+                  "minimum, which this machine's speed jumps distort): " + ", ".join(
+                      f"{c.label} {_x(summary.geomean(c.key, 'minimum'))}"
+                      for c in summary.traced) + ".", ""]
+    else:
+        lines += ["Geomean slowdown from medians instead of minima: " + ", ".join(
+            f"{c.label} {_x(summary.geomean(c.key, 'median'))}" for c in summary.traced) + ".", ""]
     other = "wall" if summary.clock == "cpu" else "cpu"
     if summary.results["times"].get(other):
         alt = Summary(summary.results, other)
-        lines += [f"Geomean slowdown from minimum {CLOCK_NAMES[other]} instead: " + ", ".join(
+        lines += [f"Geomean slowdown from {CLOCK_NAMES[other]} instead: " + ", ".join(
             f"{c.label} {_x(alt.geomean(c.key))}" for c in alt.traced) + ".", ""]
     lines += ["## Workloads", ""]
     lines += [f"- **{w}**: {summary.descriptions.get(w, '')}" for w in summary.workloads]

@@ -10,8 +10,11 @@ that starts the tracer before the workload and times the workload body
 alone: the CPU time of the process by default, since on a shared 2-core
 machine wall-clock time mostly measures the neighbours (--clock wall for the
 other; both are recorded).  The configurations of one workload run
-interleaved, round robin, so a noisy machine slows them alike; the report
-uses the minimum of the runs.  Then rss.py measures the resident memory
+interleaved, round robin.  This machine's speed also jumps by half for
+seconds at a time, which no interleaving of whole runs evens out: so a
+traced run times every loop twice, untraced and then traced (child.py,
+"paired"), and the report divides each traced loop by the untraced one just
+before it and takes the median of those ratios.  Then rss.py measures the resident memory
 tracing adds per live block, and, for sampled tracing, per live sampled
 block on a workload of large untouched blocks (rss.py says why).
 
@@ -32,6 +35,7 @@ import argparse
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -48,11 +52,7 @@ CLOCKS = ("cpu", "wall")
 CHILD_TIMEOUT = 900  # seconds; tracemalloc nframe=25 on a slow machine stays well under
 
 FULL = {"repeat": 5, "scale": 1.0, "memory_objects": 1_000_000, "memory_repeat": 3,
-        "memory_configs": ["none", "tracemalloc-1", "heapscope-1", "memray", "heapscope-sampled"],
-        # Sampled mode adds a few percent, the size of this machine's noise
-        # (its geomean ranged 1.01x-1.11x over runs of 5): untraced and sampled
-        # get this many more runs, interleaved the same way (~2.5 min).
-        "sampled_extra_repeat": 6}
+        "memory_configs": ["none", "tracemalloc-1", "heapscope-1", "memray", "heapscope-sampled"]}
 # Blocks of 1 MiB for the memory per sampled block: ~17,000 of them are
 # sampled at 512 KiB, enough to resolve a few bytes each.
 MEMORY_SPARSE_BLOCKS = 20_000
@@ -149,8 +149,10 @@ def probe_configs(python, keys):
 
 def time_workloads(python, names, keys, repeat, scale, broken, clock):
     """Round robin: for each repetition, each configuration once, starting
-    one further along each time so no configuration always runs first."""
+    one further along each time so no configuration always runs first.
+    Traced runs are paired loop by loop with untraced ones (child.py)."""
     times = {c: {w: {k: [] for k in keys} for w in names} for c in CLOCKS}
+    pairs = {c: {w: {k: [] for k in keys if k != "none"} for w in names} for c in CLOCKS}
     errors = {w: {k: broken[k] for k in keys if k in broken} for w in names}
     extras = {w: {k: [] for k in keys} for w in names}
     for w in names:
@@ -161,39 +163,30 @@ def time_workloads(python, names, keys, repeat, scale, broken, clock):
             for key in order:
                 if key in errors[w]:
                     continue
-                result, reason = run_child(python, "time",
-                                           {"workload": w, "config": key, "loops": loops})
+                spec = {"workload": w, "config": key, "loops": loops, "paired": key != "none"}
+                result, reason = run_child(python, "time", spec)
                 if reason:
                     errors[w][key] = reason
                     log(f" {key} n/a", end="")
                     continue
+                run_pairs = result.pop("pairs", None)
                 for c in CLOCKS:
                     times[c][w][key].append(result.pop(c))
+                    if run_pairs:
+                        pairs[c][w][key].extend(run_pairs[c])
                 extras[w][key].append(result)
-                log(f" {key} {times[clock][w][key][-1]:.2f}", end="")
+                if run_pairs:
+                    ratio = statistics.median(t / u for u, t in run_pairs[clock])
+                    log(f" {key} {ratio:.2f}x", end="")
+                else:
+                    log(f" {key} {times[clock][w][key][-1]:.2f}", end="")
             log()
             if "none" in errors[w]:
                 # Without the untraced time nothing else of this workload means anything.
                 for key in keys:
                     errors[w].setdefault(key, errors[w]["none"])
                 break
-    return times, errors, extras
-
-
-def merge_times(into, more):
-    """Adds the runs of a second time_workloads() pass to the first's."""
-    times, errors, extras = into
-    more_times, more_errors, more_extras = more
-    for c, by_workload in more_times.items():
-        for w, by_key in by_workload.items():
-            for key, runs in by_key.items():
-                times[c][w][key].extend(runs)
-    for w, by_key in more_errors.items():
-        for key, reason in by_key.items():
-            errors[w].setdefault(key, reason)
-    for w, by_key in more_extras.items():
-        for key, runs in by_key.items():
-            extras[w][key].extend(runs)
+    return times, pairs, errors, extras
 
 
 def measure_memory(python, keys, objects, repeat, broken, workload="small"):
@@ -271,15 +264,8 @@ def measure(args, argv):
     log("checking the tracers")
     broken = probe_configs(python, keys)
     log(f"timing {len(names)} workloads x {len(keys)} configurations x {repeat} runs")
-    times, errors, extras = time_workloads(python, names, keys, repeat, scale, broken,
-                                           args.clock)
-    extra_repeat = mode.get("sampled_extra_repeat", 0) if args.repeat is None else 0
-    if extra_repeat and SAMPLED in keys and "none" in keys:
-        log(f"sampled mode: {extra_repeat} more runs of untraced and sampled")
-        more = time_workloads(python, names, ["none", SAMPLED], extra_repeat, scale, broken,
-                              args.clock)
-        merge_times((times, errors, extras), more)
-        meta["sampled_extra_repeat"] = extra_repeat
+    times, pairs, errors, extras = time_workloads(python, names, keys, repeat, scale, broken,
+                                                  args.clock)
 
     memory, memory_errors, sparse, sparse_errors = {}, {}, {}, {}
     if not args.no_memory:
@@ -310,7 +296,7 @@ def measure(args, argv):
     return {
         "meta": meta, "workloads": names, "configs": keys, "clock": args.clock,
         "descriptions": {w: workloads.BY_NAME[w].description for w in names},
-        "times": times, "errors": errors, "extras": extras,
+        "times": times, "pairs": pairs, "errors": errors, "extras": extras,
         "memory": memory, "memory_errors": memory_errors,
         "memory_sparse": sparse, "memory_sparse_errors": sparse_errors,
     }
