@@ -15,13 +15,13 @@ count): the interpreter's startup, the imports,
 the workload's setup and one untraced warm-up call happen before the tracer
 starts; stopping the tracer happens after the clock stops.
 
-With ``"paired": true`` every loop is timed twice, untraced and then traced
-(the tracer started just before the traced call and stopped just after it),
-and the result also lists both times of every loop.  This machine's speed
-jumps by half for seconds at a time (other tenants of the host), so only
-times taken a fraction of a second apart compare reliably.
+With ``"paired": true`` the loops run untraced and traced in turn, in
+fours (time_pairs), and the result also lists the paired times.  This
+machine's speed jumps by half for seconds at a time (other tenants of the
+host), so only times taken a fraction of a second apart compare reliably.
 """
 
+import gc
 import json
 import sys
 import time
@@ -32,7 +32,10 @@ MARKER = "BENCH-RESULT"
 
 
 def timed(body):
-    """(CPU time, wall-clock time) of one call of body."""
+    """(CPU time, wall-clock time) of one call of body, from a fresh garbage
+    collector state: otherwise a full collection falls into every few loops,
+    untraced ones or traced ones by chance."""
+    gc.collect()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     body()
     return time.process_time() - cpu0, time.perf_counter() - wall0
@@ -62,16 +65,20 @@ def time_workload(spec):
 
 
 def time_pairs(config, body, loops):
-    """Each loop untraced, then traced with a tracer started for it alone."""
+    """The loops in fours: untraced, traced twice (one tracer session),
+    untraced again, so that a drift or an order effect inside the four
+    cancels. Each four gives a pair: its two untraced times summed, its two
+    traced times summed."""
     pairs = {"cpu": [], "wall": []}
     result = {}
-    for _ in range(loops):
-        untraced = timed(body)
+    for _ in range(max(1, loops // 2)):
+        before = timed(body)
         stop = configs.start(config)
-        traced = timed(body)
+        traced = [timed(body), timed(body)]
         result = stop()
+        after = timed(body)
         for k, clock in enumerate(pairs):
-            pairs[clock].append([untraced[k], traced[k]])
+            pairs[clock].append([before[k] + after[k], traced[0][k] + traced[1][k]])
     result.update({clock: sum(t for _, t in runs) for clock, runs in pairs.items()})
     result["pairs"] = pairs
     return result

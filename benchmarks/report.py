@@ -426,14 +426,16 @@ def _paired_method(summary):
     loops = f"{min(counts)}-{max(counts)}" if counts and min(counts) != max(counts) \
         else str(counts[0]) if counts else "0"
     return (
-        f"Each traced run times every loop of the workload twice in one process: untraced, "
-        "then traced, with the tracer started for that loop alone. A slowdown is the median, "
-        f"over the loops of {summary.meta['repeat']} runs ({loops} loops per configuration), "
-        f"of the traced loop's {CLOCK_NAMES[summary.clock]} divided by the untraced loop's just "
-        "before it: this machine's speed jumps by about half for seconds at a time, so only "
-        "times taken a fraction of a second apart compare (minima of whole runs put some "
-        "workloads below 1.00x). The untraced column is the median of the separate untraced "
-        "runs"
+        "Each traced run times the workload's loops in fours in one process: untraced, "
+        "traced twice (the tracer started for those two), untraced again, each from a fresh "
+        "garbage collection. A slowdown is the median, over the fours of "
+        f"{summary.meta['repeat']} runs ({loops} per configuration), of the traced "
+        f"{CLOCK_NAMES[summary.clock]} divided by the untraced: this machine's speed jumps by "
+        "about half for seconds at a time, so only times taken a fraction of a second apart "
+        "compare (minima of whole runs put some workloads below 1.00x), and the untraced "
+        "loops on both sides cancel a drift or an order effect (with no tracer at all the "
+        "same measurement gives 0.98x-1.01x). The untraced column is the median of the "
+        "separate untraced runs"
     )
 
 

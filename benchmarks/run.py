@@ -12,9 +12,9 @@ machine wall-clock time mostly measures the neighbours (--clock wall for the
 other; both are recorded).  The configurations of one workload run
 interleaved, round robin.  This machine's speed also jumps by half for
 seconds at a time, which no interleaving of whole runs evens out: so a
-traced run times every loop twice, untraced and then traced (child.py,
-"paired"), and the report divides each traced loop by the untraced one just
-before it and takes the median of those ratios.  Then rss.py measures the resident memory
+traced run times its loops untraced and traced in turn, in fours (child.py,
+"paired"), and the report takes the median of their traced / untraced
+ratios.  Then rss.py measures the resident memory
 tracing adds per live block, and, for sampled tracing, per live sampled
 block on a workload of large untouched blocks (rss.py says why).
 
