@@ -21,8 +21,8 @@ machine's speed jumps by half for seconds at a time (other tenants of the
 host), so only times taken a fraction of a second apart compare reliably.
 """
 
-import gc
 import json
+import random
 import sys
 import time
 
@@ -32,10 +32,7 @@ MARKER = "BENCH-RESULT"
 
 
 def timed(body):
-    """(CPU time, wall-clock time) of one call of body, from a fresh garbage
-    collector state: otherwise a full collection falls into every few loops,
-    untraced ones or traced ones by chance."""
-    gc.collect()
+    """(CPU time, wall-clock time) of one call of body."""
     cpu0, wall0 = time.process_time(), time.perf_counter()
     body()
     return time.process_time() - cpu0, time.perf_counter() - wall0
@@ -66,19 +63,37 @@ def time_workload(spec):
 
 def time_pairs(config, body, loops):
     """The loops in fours: untraced, traced twice (one tracer session),
-    untraced again, so that a drift or an order effect inside the four
-    cancels. Each four gives a pair: its two untraced times summed, its two
-    traced times summed."""
+    untraced again, or the other way round, by a coin seeded the same in
+    every run. Each four gives a pair: its two untraced times summed, its
+    two traced times summed. The untraced loops on both sides of the
+    traced ones (or the other way round) cancel a drift; the coin keeps the
+    garbage collector's full collections, which come every few loops, from
+    falling into the same places of every four."""
+    coin = random.Random(4)
     pairs = {"cpu": [], "wall": []}
     result = {}
-    for _ in range(max(1, loops // 2)):
-        before = timed(body)
+
+    def untraced():
+        return timed(body)
+
+    def traced_twice():
+        nonlocal result
         stop = configs.start(config)
-        traced = [timed(body), timed(body)]
+        first, second = timed(body), timed(body)
         result = stop()
-        after = timed(body)
+        return tuple(a + b for a, b in zip(first, second))
+
+    for _ in range(max(1, loops // 2)):
+        if coin.random() < 0.5:
+            before = untraced()
+            traced = traced_twice()
+            after = untraced()
+        else:
+            after = traced_twice()  # named for the untraced pair below
+            before = untraced()
+            traced, after = after, untraced()
         for k, clock in enumerate(pairs):
-            pairs[clock].append([before[k] + after[k], traced[0][k] + traced[1][k]])
+            pairs[clock].append([before[k] + after[k], traced[k]])
     result.update({clock: sum(t for _, t in runs) for clock, runs in pairs.items()})
     result["pairs"] = pairs
     return result

@@ -425,16 +425,25 @@ def _paired_method(summary):
     counts = [n for by_config in summary.pair_counts.values() for n in by_config.values() if n]
     loops = f"{min(counts)}-{max(counts)}" if counts and min(counts) != max(counts) \
         else str(counts[0]) if counts else "0"
+    if summary.meta.get("pairing") != "fours":
+        return ("Each traced run timed every loop untraced and then traced in one process "
+                "(the first pairing, before the fours). A slowdown is the median, over the "
+                f"loops of {summary.meta['repeat']} runs ({loops} per configuration), of the "
+                f"traced loop's {CLOCK_NAMES[summary.clock]} divided by the untraced one's. "
+                "The untraced column is the median of the separate untraced runs")
     return (
         "Each traced run times the workload's loops in fours in one process: untraced, "
-        "traced twice (the tracer started for those two), untraced again, each from a fresh "
-        "garbage collection. A slowdown is the median, over the fours of "
+        "traced twice (the tracer started for those two), untraced again, or traced twice "
+        "between two untraced ones the other way round, by a coin seeded alike in every run. "
+        "A slowdown is the median, over the fours of "
         f"{summary.meta['repeat']} runs ({loops} per configuration), of the traced "
         f"{CLOCK_NAMES[summary.clock]} divided by the untraced: this machine's speed jumps by "
         "about half for seconds at a time, so only times taken a fraction of a second apart "
-        "compare (minima of whole runs put some workloads below 1.00x), and the untraced "
-        "loops on both sides cancel a drift or an order effect (with no tracer at all the "
-        "same measurement gives 0.98x-1.01x). The untraced column is the median of the "
+        "compare (minima of whole runs put some workloads below 1.00x); untraced loops on "
+        "both sides cancel a drift, and the coin keeps the garbage collector's full "
+        "collections, every few loops, from falling into the same places of every four "
+        "(with no tracer at all the same measurement gives 0.97x-1.03x). The untraced "
+        "column is the median of the "
         "separate untraced runs"
     )
 

@@ -257,6 +257,7 @@ def measure(args, argv):
         "mode": ("quick" if args.quick else "full") + (", custom selection" if custom else ""),
         "command": shlex.join(command + argv),
         "quick": args.quick, "repeat": repeat, "scale": scale, "warnings": warnings,
+        "pairing": "fours",  # child.py's time_pairs
     })
     log(f"heapscope {meta['commit']} on {meta['python']}, {meta['nproc']} x {meta['cpu']}, "
         f"load {meta['load_before']:.1f}")
