@@ -62,38 +62,36 @@ def time_workload(spec):
 
 
 def time_pairs(config, body, loops):
-    """The loops in fours: untraced, traced twice (one tracer session),
-    untraced again, or the other way round, by a coin seeded the same in
-    every run. Each four gives a pair: its two untraced times summed, its
-    two traced times summed. The untraced loops on both sides of the
-    traced ones (or the other way round) cancel a drift; the coin keeps the
-    garbage collector's full collections, which come every few loops, from
-    falling into the same places of every four."""
+    """The loops in fours, by a coin seeded alike in every run: untraced,
+    traced twice (one tracer session), untraced; or traced (a session),
+    untraced twice, traced (another session). Each four gives a pair: its
+    two untraced times summed, its two traced times summed. Either order
+    cancels a drift across the four; the coin keeps the garbage collector's
+    full collections, which come every few loops, from falling into the same
+    places of every four."""
     coin = random.Random(4)
     pairs = {"cpu": [], "wall": []}
     result = {}
 
-    def untraced():
-        return timed(body)
-
-    def traced_twice():
+    def traced(n):
         nonlocal result
         stop = configs.start(config)
-        first, second = timed(body), timed(body)
+        times = [timed(body) for _ in range(n)]
         result = stop()
-        return tuple(a + b for a, b in zip(first, second))
+        return times
 
     for _ in range(max(1, loops // 2)):
         if coin.random() < 0.5:
-            before = untraced()
-            traced = traced_twice()
-            after = untraced()
+            untraced_times = [timed(body)]
+            traced_times = traced(2)
+            untraced_times.append(timed(body))
         else:
-            after = traced_twice()  # named for the untraced pair below
-            before = untraced()
-            traced, after = after, untraced()
+            traced_times = traced(1)
+            untraced_times = [timed(body), timed(body)]
+            traced_times += traced(1)
         for k, clock in enumerate(pairs):
-            pairs[clock].append([before[k] + after[k], traced[k]])
+            pairs[clock].append([sum(t[k] for t in untraced_times),
+                                 sum(t[k] for t in traced_times)])
     result.update({clock: sum(t for _, t in runs) for clock, runs in pairs.items()})
     result["pairs"] = pairs
     return result

@@ -432,9 +432,9 @@ def _paired_method(summary):
                 f"traced loop's {CLOCK_NAMES[summary.clock]} divided by the untraced one's. "
                 "The untraced column is the median of the separate untraced runs")
     return (
-        "Each traced run times the workload's loops in fours in one process: untraced, "
-        "traced twice (the tracer started for those two), untraced again, or traced twice "
-        "between two untraced ones the other way round, by a coin seeded alike in every run. "
+        "Each traced run times the workload's loops in fours in one process, by a coin "
+        "seeded alike in every run either untraced, traced twice (the tracer started for "
+        "those two), untraced, or traced, untraced twice, traced (a tracer session each). "
         "A slowdown is the median, over the fours of "
         f"{summary.meta['repeat']} runs ({loops} per configuration), of the traced "
         f"{CLOCK_NAMES[summary.clock]} divided by the untraced: this machine's speed jumps by "
