@@ -59,7 +59,7 @@ void hs_frame_chain_store(hs_frame_chain *chain, unsigned base, unsigned n) {
     chain->rise[i] = rises && chain->rise[i - 1] < 0xFFFF ? chain->rise[i - 1] + 1 : 1;
     hs_frame_chain_hint *hint = &chain->hints[hs_frame_chain_slot(frame)];
     hint->frame = frame;
-    hint->index = base + k;
+    hint->index = i;
   }
   chain->count = base + n;
 }
