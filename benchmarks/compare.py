@@ -6,12 +6,13 @@
 Both builds are installed into temporary directories (the base from a git
 worktree of the given revision, the head from the working tree as it is, with
 uncommitted changes) and imported from there through PYTHONPATH, so the
-Python's own installation is left alone. Each round runs one untraced run and
-one run of each build, in a shuffled order, each in a fresh process
-(benchmarks/child.py). A build's slowdown in a round is its time over that
-round's untraced time; the report gives the median of those per-round ratios,
-and head/base from the same rounds with their range. On a noisy machine the
-paired ratios are steadier than ratios of minima taken over different runs.
+Python's own installation is left alone. Each round runs each build once, in
+a shuffled order, each in a fresh process that times its loops untraced and
+traced in turn (benchmarks/child.py, "paired"), as run.py does: this
+machine's speed jumps by half for seconds at a time, so only times taken a
+fraction of a second apart compare. A build's slowdown in a round is the
+median of its traced / untraced ratios; the report gives the median of those
+per round, and head/base from the same rounds with their range.
 """
 
 import argparse
@@ -83,12 +84,13 @@ def worktree(revision, path):
         subprocess.run(["git", "-C", REPO, "worktree", "remove", "--force", path], check=False)
 
 
-def time_once(python, workload, config, loops, pythonpath):
-    spec = {"workload": workload, "config": config, "loops": loops}
+def slowdown_once(python, workload, config, loops, pythonpath):
+    """One run's slowdown: the median of its paired traced / untraced CPU times."""
+    spec = {"workload": workload, "config": config, "loops": loops, "paired": True}
     result, reason = run.run_child(python, "time", spec, pythonpath)
     if reason:
         raise SystemExit(f"{workload} {config}: {reason}")
-    return result["cpu"]
+    return statistics.median(t / u for u, t in result["pairs"]["cpu"])
 
 
 def compare(args, builds):
@@ -96,19 +98,17 @@ def compare(args, builds):
     rng = random.Random()
     results = {}
     for w in args.workloads:
-        loops = max(1, round(workloads.BY_NAME[w].loops * args.scale))
+        loops = max(2, round(workloads.BY_NAME[w].loops * args.scale))
         ratios = {"base": [], "head": [], "head/base": []}
         for round_number in range(args.repeat):
-            runs = [("none", None)] + list(builds.items())
+            runs = list(builds.items())
             rng.shuffle(runs)
-            cpu = {}
-            for name, target in runs:
-                config = "none" if target is None else args.config
-                cpu[name] = time_once(args.python, w, config, loops, target)
-            ratios["base"].append(cpu["base"] / cpu["none"])
-            ratios["head"].append(cpu["head"] / cpu["none"])
-            ratios["head/base"].append(cpu["head"] / cpu["base"])
-            log(f"{w:>12} {round_number + 1}/{args.repeat}: untraced {cpu['none']:.3f} s, "
+            slowdown = {name: slowdown_once(args.python, w, args.config, loops, target)
+                        for name, target in runs}
+            ratios["base"].append(slowdown["base"])
+            ratios["head"].append(slowdown["head"])
+            ratios["head/base"].append(slowdown["head"] / slowdown["base"])
+            log(f"{w:>12} {round_number + 1}/{args.repeat}: "
                 f"base {ratios['base'][-1]:.2f}x, head {ratios['head'][-1]:.2f}x")
         results[w] = ratios
     return results
