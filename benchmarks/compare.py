@@ -27,6 +27,7 @@ import tempfile
 
 import run
 import workloads
+from report import paired_slowdown
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -90,7 +91,7 @@ def slowdown_once(python, workload, config, loops, pythonpath):
     result, reason = run.run_child(python, "time", spec, pythonpath)
     if reason:
         raise SystemExit(f"{workload} {config}: {reason}")
-    return statistics.median(t / u for u, t in result["pairs"]["cpu"])
+    return paired_slowdown(result["pairs"]["cpu"])
 
 
 def compare(args, builds):

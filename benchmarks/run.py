@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import shlex
-import statistics
 import subprocess
 import sys
 import time
@@ -176,8 +175,7 @@ def time_workloads(python, names, keys, repeat, scale, broken, clock):
                         pairs[c][w][key].extend(run_pairs[c])
                 extras[w][key].append(result)
                 if run_pairs:
-                    ratio = statistics.median(t / u for u, t in run_pairs[clock])
-                    log(f" {key} {ratio:.2f}x", end="")
+                    log(f" {key} {report.paired_slowdown(run_pairs[clock]):.2f}x", end="")
                 else:
                     log(f" {key} {times[clock][w][key][-1]:.2f}", end="")
             log()
@@ -257,7 +255,6 @@ def measure(args, argv):
         "mode": ("quick" if args.quick else "full") + (", custom selection" if custom else ""),
         "command": shlex.join(command + argv),
         "quick": args.quick, "repeat": repeat, "scale": scale, "warnings": warnings,
-        "pairing": "fours",  # child.py's time_pairs
     })
     log(f"heapscope {meta['commit']} on {meta['python']}, {meta['nproc']} x {meta['cpu']}, "
         f"load {meta['load_before']:.1f}")
