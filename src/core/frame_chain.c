@@ -16,6 +16,7 @@ void hs_frame_chain_release(hs_frame_chain *chain) {
   chain->hints = NULL;
   chain->rise = NULL;
   chain->count = chain->capacity = chain->scratch_capacity = chain->rise_capacity = 0;
+  chain->anchor = NULL; /* the mark belongs to its frame, which frees it */
 }
 
 int hs_frame_chain_reserve(const void ***array, unsigned *capacity, unsigned need) {

@@ -50,6 +50,18 @@ typedef struct {
    * readable knows all of the run is (frame_chain_walk.h, read-ahead). */
   unsigned short *rise;
   unsigned rise_capacity;
+  /* An anchor (frame_chain_walk.h, HS_ANCHORS): a frame the capture marked,
+   * near the top of a deep stack. While that activation lives, every frame
+   * below it stays as it was, so a walk that reaches it alive adds
+   * `anchor_below` instead of going on. `anchor_mark` and `anchor_token`
+   * are what the version's hs_anchor_holds compares; null `anchor`: none. */
+  const void *anchor;
+  const void *anchor_mark;
+  unsigned long long anchor_token;
+  unsigned anchor_below;
+  /* Set by the capture before each walk: whether it may mark a frame now
+   * (marking may need the GIL). */
+  int may_anchor;
 } hs_frame_chain;
 
 /* Frees what `chain` holds and leaves it empty (all-zero is empty too). */

@@ -18,6 +18,15 @@
  *       1 when a frame at that address lies in the cursor's region;
  *   int hs_readable_older(hs_readable *r)
  *       moves the cursor one region outwards; 0 when there is none.
+ * and, when it can mark a frame so that a later walk knows the same
+ * activation is still alive (CPython 3.11), HS_ANCHORS and:
+ *   int hs_anchor_holds(const HS_FRAME *f, const hs_frame_chain *chain,
+ *                       HS_CONTEXT context)
+ *       1 when f, a live frame, still carries the mark of chain->anchor;
+ *   int hs_anchor_place(const HS_FRAME *f, hs_frame_chain *chain,
+ *                       HS_CONTEXT context)
+ *       marks f (live), recording the mark in chain->anchor_mark and
+ *       chain->anchor_token; 0 when f cannot be marked.
  * A template by inclusion: the frame types are version-specific C structs,
  * and the loops are only worth it with those functions inlined. */
 #ifndef HEAPSCOPE_FRAME_CHAIN_WALK_H
@@ -203,12 +212,44 @@ checked:;
 
 static inline unsigned hs_capped(unsigned depth) { return depth < 65535 ? depth : 65535; }
 
+#ifdef HS_ANCHORS
+/* Frames between the top of the count and its anchor: the walks that reach
+ * the anchor follow this many pointers, and the top may grow by the rest
+ * of HS_PLAIN_FRAMES before the anchor falls out of their reach. */
+#define HS_ANCHOR_DEPTH 6
+/* Frames tried below that one, when it cannot be marked. */
+#define HS_ANCHOR_TRIES 4
+
+/* After a deep count of `depth` frames (`written` of them in the
+ * traceback), marks a frame HS_ANCHOR_DEPTH below `first`, the first frame
+ * counted after the traceback's, and remembers how many are below it. */
+static void hs_anchor_near_top(const HS_FRAME *first, hs_frame_chain *chain, HS_CONTEXT context,
+                               unsigned written, unsigned depth) {
+  unsigned above = 0; /* counted frames from `first` down to f, f excluded */
+  const HS_FRAME *f = first;
+  for (unsigned k = 0; k < HS_ANCHOR_DEPTH + HS_ANCHOR_TRIES && f != NULL; ++k, f = hs_next(f)) {
+    const unsigned counts = hs_counts(f);
+    if (k >= HS_ANCHOR_DEPTH && counts && hs_anchor_place(f, chain, context)) {
+      chain->anchor = f;
+      chain->anchor_below = depth - written - above - 1;
+      return;
+    }
+    above += counts;
+  }
+}
+#endif
+
 /* The deep case of hs_finish_capture, out of line. */
 __attribute__((noinline)) static int hs_finish_deep(const HS_FRAME *f, hs_frame_chain *chain,
                                                     HS_CONTEXT context, int written, unsigned depth,
-                                                    unsigned *total) {
+                                                    unsigned *total, const HS_FRAME *first) {
   const int remembering = chain != NULL && hs_chain_usable(context);
   depth += remembering ? hs_count_remembering(f, chain, context) : hs_count_plain(f);
+#ifdef HS_ANCHORS
+  if (remembering && chain->may_anchor) hs_anchor_near_top(first, chain, context, written, depth);
+#else
+  (void)first;
+#endif
   *total = hs_capped(depth);
   return written;
 }
@@ -222,10 +263,22 @@ static inline int hs_finish_capture(const HS_FRAME *rest, hs_frame_chain *chain,
                                     int written, unsigned *total) {
   unsigned depth = (unsigned)written;
   unsigned budget = HS_PLAIN_FRAMES;
+  const HS_FRAME *first = rest;
+#ifdef HS_ANCHORS
+  const void *anchor = chain != NULL ? chain->anchor : NULL;
+#endif
   for (; rest != NULL; rest = hs_next(rest)) {
     if (__builtin_expect(budget-- == 0, 0)) {
-      return hs_finish_deep(rest, chain, context, written, depth, total);
+      return hs_finish_deep(rest, chain, context, written, depth, total, first);
     }
+#ifdef HS_ANCHORS
+    /* The anchor, alive: the frames below it are the ones it was marked
+     * with (only the stack above a live activation changes). */
+    if (__builtin_expect(rest == anchor, 0) && hs_anchor_holds(rest, chain, context)) {
+      depth += hs_counts(rest) + chain->anchor_below;
+      break;
+    }
+#endif
     depth += hs_counts(rest);
   }
   *total = hs_capped(depth);

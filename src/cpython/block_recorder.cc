@@ -187,6 +187,10 @@ template <typename Apply>
   unsigned total = 0;
   int count = 0;
   if (tstate != nullptr && frames != nullptr) {
+    // Marking a frame (core/frame_chain.h, anchors) makes a dict: only with
+    // the GIL, and not for the raw domain, which C code calls wherever it
+    // likes (CPython's own start-up and finalization among them).
+    if (last != nullptr) last->chain.may_anchor = have_gil && !raw_domain;
     count = hs_capture_frames(tstate, frames, limit, &total, have_gil,
                               last != nullptr ? &last->chain : nullptr);
   }

@@ -11,6 +11,8 @@
 // of frames before verifying their links, and may do that only inside the
 // live chunks it is told about.
 // After every step the remembered walk must count what a plain walk counts.
+#include "core/frame_chain.h"
+
 #include <gtest/gtest.h>
 #include <sanitizer/asan_interface.h>
 
@@ -27,6 +29,9 @@ struct FakeFrame {
   bool counted = true;  // CPython: complete
   bool entry = false;   // CPython 3.11: is_entry
   bool generator = false;
+  // CPython 3.11 anchors: the mark an activation carries (f_locals, and the
+  // dict's version), none when pushed.
+  unsigned long long mark = 0;
 };
 
 // One data-stack chunk: frames are pushed upwards in it.
@@ -48,7 +53,10 @@ struct Region {
 struct Walk {
   bool usable;
   const std::vector<Region>* regions;
+  bool may_anchor = true;
 };
+
+unsigned long long last_mark = 0;
 
 }  // namespace
 
@@ -66,6 +74,19 @@ struct hs_readable {
 static inline void hs_readable_begin(const Walk* walk, hs_readable* r);
 static inline int hs_readable_has(const hs_readable* r, const void* frame);
 static inline int hs_readable_older(hs_readable* r);
+#define HS_ANCHORS 1
+static inline int hs_anchor_holds(const FakeFrame* f, const hs_frame_chain* chain,
+                                  const Walk* walk) {
+  return walk->usable && f->mark != 0 && f->mark == chain->anchor_token;
+}
+static inline int hs_anchor_place(const FakeFrame* f, hs_frame_chain* chain, const Walk* walk) {
+  // Generators' frames are never marked: theirs outlive a yield.
+  if (!walk->may_anchor || f->generator || f->mark != 0) return 0;
+  const_cast<FakeFrame*>(f)->mark = ++last_mark;
+  chain->anchor_mark = f;
+  chain->anchor_token = f->mark;
+  return 1;
+}
 #include "core/frame_chain_walk.h"
 
 namespace {
@@ -215,6 +236,7 @@ class World {
   void link(FakeFrame* frame, bool entry, bool counted) {
     if (!stack_.empty() && !entry) stack_.back()->counted = true;  // it made a call
     frame->previous = stack_.empty() ? nullptr : stack_.back();
+    if (!frame->generator) frame->mark = 0;  // a new activation
     frame->entry = entry;
     frame->counted = frame->generator ? true : counted;
     stack_.push_back(frame);
@@ -256,6 +278,7 @@ namespace {
 unsigned count_frames(const FakeFrame* f, FrameChain& chain, const std::vector<Region>* regions,
                       bool usable = true) {
   const Walk walk{usable, regions};
+  chain.get()->may_anchor = 1;
   return hs_count_frames(f, chain.get(), &walk);
 }
 
@@ -326,11 +349,15 @@ TEST(FrameChain, AFrameThatWasTheBottomMayHaveFramesBelowItLater) {
   // same, and the stack is one frame deeper.
   std::vector<FakeFrame> frames(31);
   FakeFrame& generator = frames[0];
+  generator.generator = true;
   for (std::size_t i = 1; i < 30; ++i) frames[i].previous = &frames[i - 1];
   FrameChain chain;
   EXPECT_EQ(count_frames(&frames[29], chain, static_cast<const World*>(nullptr)), 30u);
   EXPECT_EQ(count_frames(&frames[29], chain, static_cast<const World*>(nullptr)), 30u);
   generator.previous = &frames[30];
+  // Frames 1 to 29 returned before the generator could be resumed again:
+  // these are new activations at the same addresses.
+  for (std::size_t i = 1; i < 30; ++i) frames[i].mark = 0;
   EXPECT_EQ(count_frames(&frames[29], chain, static_cast<const World*>(nullptr)), 31u);
 }
 
@@ -401,6 +428,67 @@ TEST(FrameChain, AChainThatMayNotBeUsedIsLeftAlone) {
   EXPECT_EQ(chain.get()->frames, nullptr);
   EXPECT_EQ(count_frames(world.top(), chain, &world), 100u);
   EXPECT_EQ(chain.get()->count, 100u - HS_PLAIN_FRAMES);
+}
+
+// Makes the frame `depth` below the top an entry frame and the one below it
+// not counted (CPython: a finalizer's frames over a frame being set up).
+void uncount_below(World& world, unsigned depth) {
+  auto* entry = const_cast<FakeFrame*>(world.below_top(depth));
+  entry->entry = true;
+  entry->previous->counted = false;
+}
+
+TEST(FrameChain, ALiveAnchorStandsForTheFramesBelowIt) {
+  World world(23, 64);
+  for (int i = 0; i < 100; ++i) world.push(false, true);
+  FrameChain chain;
+  EXPECT_EQ(count_frames(world.top(), chain, &world), 100u);
+  const auto* anchor = static_cast<const FakeFrame*>(chain.get()->anchor);
+  ASSERT_NE(anchor, nullptr);
+  EXPECT_EQ(chain.get()->anchor_below, plain_count(anchor) - 1);
+  // Frames come and go above the anchor: it is reached and trusted.
+  for (int i = 0; i < 3; ++i) world.pop();
+  for (int i = 0; i < 7; ++i) world.push(false, true);
+  EXPECT_EQ(count_frames(world.top(), chain, &world), 104u);
+  EXPECT_EQ(chain.get()->anchor, anchor);
+  // Proof that the walk stopped there: frames below change as they cannot
+  // while the anchor lives (an entry frame over one not yet counted), and
+  // the count does not see it.
+  uncount_below(world, 80);
+  EXPECT_EQ(count_frames(world.top(), chain, &world), 104u);
+  EXPECT_EQ(plain_count(world.top()), 103u);
+}
+
+TEST(FrameChain, AnAnchorWhoseActivationEndedIsNotTrusted) {
+  // The anchor's frame returns and another takes its memory, at the same
+  // depth and with the same links: the new activation carries no mark, so
+  // the walk goes below and sees what changed there.
+  World world(29, 64);
+  for (int i = 0; i < 100; ++i) world.push(false, true);
+  FrameChain chain;
+  EXPECT_EQ(count_frames(world.top(), chain, &world), 100u);
+  const auto* anchor = static_cast<const FakeFrame*>(chain.get()->anchor);
+  ASSERT_NE(anchor, nullptr);
+  unsigned above = 0;
+  for (const FakeFrame* f = world.top(); f != anchor; f = f->previous) ++above;
+  for (unsigned i = 0; i <= above; ++i) world.pop();
+  uncount_below(world, 50);
+  for (unsigned i = 0; i <= above; ++i) world.push(false, true);
+  ASSERT_EQ(world.below_top(above), anchor);  // the same memory
+  EXPECT_EQ(count_frames(world.top(), chain, &world), 99u);
+  // An anchor is never trusted when the chain may not be used.
+  EXPECT_EQ(count_frames(world.top(), chain, &world, false), 99u);
+}
+
+TEST(FrameChain, NoAnchorWhenTheCaptureMayNotMarkAFrame) {
+  World world(31, 64);
+  for (int i = 0; i < 100; ++i) world.push(false, true);
+  FrameChain chain;
+  const std::vector<Region> regions = world.regions();
+  const Walk walk{true, &regions, false};
+  chain.get()->may_anchor = 0;
+  EXPECT_EQ(hs_count_frames(world.top(), chain.get(), &walk), 100u);
+  EXPECT_EQ(chain.get()->anchor, nullptr);
 }
 
 TEST(FrameChain, ShallowStacksAreNotRemembered) {

@@ -6,6 +6,7 @@
 
 #include <internal/pycore_frame.h>
 #include <internal/pycore_interp.h>
+#include <internal/pycore_pymem.h>
 
 #include "interpreter_frame_chain.h"
 

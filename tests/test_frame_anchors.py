@@ -1,0 +1,240 @@
+"""Deep stacks whose top changes, checked block by block against the stack
+that Python itself shows.
+
+On CPython 3.11 heapscope counts a deep stack's frames by marking a frame
+near the top and trusting the frames below it while that activation lives
+(core/frame_chain_walk.h, anchors): the mark is the dict that locals() would
+create in the frame. tests/test_stack_depth.py compares with CPython's own
+module, which turns the marks off (they would be allocations it sees), so
+these tests check the count against the frames Python shows, and check that
+the frames' locals behave as they always do. They run on every version."""
+
+import random
+import sys
+import threading
+
+import pytest
+
+import heapscope
+
+
+@pytest.fixture(autouse=True)
+def tracing_off_before_and_after():
+    heapscope.stop()
+    yield
+    heapscope.stop()
+
+
+def python_depth(frame):
+    """The depth Python shows from `frame`: what total_nframe counts."""
+    depth = 0
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    return depth
+
+
+class Plan:
+    """A seeded walk over a deep stack: down and up through functions of
+    two frame sizes (so that a frame's memory is taken by other functions'
+    frames), allocations at every depth, and a generator resumed at
+    different depths."""
+
+    def __init__(self, seed, steps, sizes_from=1000):
+        self.rng = random.Random(seed)
+        self.sizes_from = sizes_from
+        self.steps = steps
+        self.blocks = []  # (object, the depth Python showed where it was made)
+        self.generator = self.allocating_generator()
+
+    def allocate(self):
+        frame = sys._getframe(0)
+        # A bytearray of n bytes is a block of n + 1: each size unique.
+        block = bytearray(self.sizes_from + len(self.blocks))  # the block
+        self.blocks.append((block, python_depth(frame)))
+
+    def allocating_generator(self):
+        while True:
+            block = bytearray(self.sizes_from + len(self.blocks))  # the block
+            self.blocks.append((block, python_depth(sys._getframe(0))))
+            yield
+
+    def next_move(self, depth):
+        if self.steps == 0:
+            return "end"
+        self.steps -= 1
+        roll = self.rng.random()
+        # Drift down to 20-160 frames, then wander there.
+        if depth < 20 or (roll < 0.35 and depth < 160):
+            return "down"
+        if roll < 0.6:
+            return "allocate"
+        if roll < 0.65:
+            return "resume"
+        return "up" if roll < 0.95 else "locals"
+
+    def run(self):
+        self.small(0)
+
+    def small(self, depth):
+        return self.level(depth, self.large)
+
+    def large(self, depth, a=1, b=2, c=3, d=4, e=5, f=6, g=7, h=8):
+        local_sum = a + b + c + d + e + f + g + h
+        result = self.level(depth, self.small)
+        assert local_sum == 36 and (a, h) == (1, 8)
+        return result
+
+    def level(self, depth, callee):
+        here = depth
+        while True:
+            move = self.next_move(depth)
+            if move == "end":
+                return "end"
+            if move == "down":
+                if (callee if self.rng.random() < 0.5 else self.small)(depth + 1) == "end":
+                    return "end"
+            elif move == "allocate":
+                self.allocate()
+            elif move == "resume":
+                next(self.generator)
+            elif move == "locals":
+                # locals() fills the dict a mark may have put in this frame.
+                names = locals()
+                assert names["here"] == depth and names["callee"] is callee
+            else:
+                assert here == depth
+                return "up"
+
+
+def allocation_lines():
+    with open(__file__) as f:
+        return {number for number, line in enumerate(f, 1) if line.rstrip().endswith("# the block")}
+
+
+def check(*plans):
+    """Each plan's blocks were traced with the depth Python showed."""
+    lines = allocation_lines()
+    traced = {}
+    for _, size, frames, total in heapscope._get_traces():
+        if frames and frames[0][0] == __file__ and frames[0][1] in lines:
+            traced.setdefault(size, []).append(total)
+    for plan in plans:
+        assert len(plan.blocks) > 500
+        expected = {}
+        for block, depth in plan.blocks:
+            expected.setdefault(len(block) + 1, []).append(depth)
+        assert {size: traced.get(size) for size in expected} == expected
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_total_nframe_matches_python_as_a_deep_stack_changes(seed):
+    heapscope.start(1)
+    plan = Plan(seed, 20_000)
+    plan.run()
+    check(plan)
+
+
+def test_total_nframe_matches_python_in_two_threads_at_once():
+    heapscope.start(3)
+    plans = [Plan(4, 20_000, 1000), Plan(5, 20_000, 30_000)]
+    errors = []
+
+    def run(plan):
+        try:
+            plan.run()
+        except BaseException as error:  # reported below, in the main thread
+            errors.append(error)
+
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, mid-walk
+    try:
+        threads = [threading.Thread(target=run, args=(plan,)) for plan in plans]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(old_interval)
+    assert errors == []
+    check(*plans)
+
+
+def deep_locals(depth, kept, seen):
+    level = depth
+    name = f"level {depth}"
+    if depth:
+        deep_locals(depth - 1, kept, seen)
+    else:
+        # Many allocations at the bottom: frames up the stack get marked.
+        kept.extend(bytearray(10) for _ in range(200))
+        for up in range(1, 60):
+            seen.append(dict(sys._getframe(up).f_locals))
+    # Nothing the marks did may have touched this frame's variables.
+    assert (level, name) == (depth, f"level {depth}")
+    names = locals()
+    assert names["level"] == depth and names["name"] == f"level {depth}"
+    kept.append(bytearray(20))
+
+
+def test_locals_of_marked_frames_are_what_python_shows():
+    heapscope.start(1)
+    kept, seen = [], []
+    deep_locals(80, kept, seen)
+    assert [(names["level"], names["name"]) for names in seen] == [
+        (level, f"level {level}") for level in range(1, 60)]
+
+
+def test_a_trace_function_sees_and_keeps_the_locals_of_marked_frames():
+    # A trace function's frame.f_locals fills the frame's dict, and its
+    # return writes the dict back into the frame's variables (clearing any
+    # the dict lacks): the marks' empty dicts must never reach that write.
+    heapscope.start(1)
+    kept, seen = [], []
+    returned = []
+
+    def tracer(frame, event, arg):
+        if frame.f_code is deep_locals.__code__ and event == "return":
+            returned.append((frame.f_locals["level"], frame.f_locals["name"]))
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        deep_locals(40, kept, seen)
+    finally:
+        sys.settrace(None)
+    assert len(seen) == 59
+    assert returned == [(level, f"level {level}") for level in range(41)]
+
+
+def thin(n, then):
+    return thin(n - 1, then) if n else then()
+
+
+def wide(n, then, a=1, b=2, c=3, d=4, e=5):
+    x, y, z = a + b, c + d, e
+    return wide(n - 1, then) if n else then()
+
+
+def test_a_marked_frames_memory_taken_by_a_frame_at_another_depth():
+    # Stacks of `thin` frames over `wide` ones, in every proportion: frames
+    # of two sizes, so that some frame lands where an earlier stack's marked
+    # frame was, at another depth. Only the mark tells them apart.
+    heapscope.start(1)
+    kept = []
+    sizes = iter(range(1000, 1_000_000))
+    expected = {}
+
+    def allocate():
+        for _ in range(3):
+            size = next(sizes)
+            kept.append(bytearray(size))  # the block
+            expected[size + 1] = python_depth(sys._getframe(0))
+
+    for total in (40, 41, 70):
+        for wide_frames in range(total):
+            wide(wide_frames, lambda n=total - wide_frames: thin(n, allocate))
+    lines = allocation_lines()
+    traced = {size: total for _, size, frames, total in heapscope._get_traces()
+              if frames and frames[0][0] == __file__ and frames[0][1] in lines}
+    assert {size: traced.get(size) for size in expected} == expected
