@@ -219,12 +219,15 @@ static inline unsigned hs_capped(unsigned depth) { return depth < 65535 ? depth 
 #define HS_ANCHOR_DEPTH 6
 /* Frames tried below that one, when it cannot be marked. */
 #define HS_ANCHOR_TRIES 4
+/* Frames below the traceback from which a plain walk marks a frame. */
+#define HS_ANCHOR_FROM 12
 
 /* After a deep count of `depth` frames (`written` of them in the
  * traceback), marks a frame HS_ANCHOR_DEPTH below `first`, the first frame
  * counted after the traceback's, and remembers how many are below it. */
-static void hs_anchor_near_top(const HS_FRAME *first, hs_frame_chain *chain, HS_CONTEXT context,
-                               unsigned written, unsigned depth) {
+__attribute__((noinline)) static void hs_anchor_near_top(const HS_FRAME *first,
+                                                         hs_frame_chain *chain, HS_CONTEXT context,
+                                                         unsigned written, unsigned depth) {
   unsigned above = 0; /* counted frames from `first` down to f, f excluded */
   const HS_FRAME *f = first;
   for (unsigned k = 0; k < HS_ANCHOR_DEPTH + HS_ANCHOR_TRIES && f != NULL; ++k, f = hs_next(f)) {
@@ -281,6 +284,13 @@ static inline int hs_finish_capture(const HS_FRAME *rest, hs_frame_chain *chain,
 #endif
     depth += hs_counts(rest);
   }
+#ifdef HS_ANCHORS
+  /* A stack this deep that had no live anchor in reach gets one. */
+  if (rest == NULL && depth - (unsigned)written >= HS_ANCHOR_FROM && chain != NULL &&
+      chain->may_anchor && hs_chain_usable(context)) {
+    hs_anchor_near_top(first, chain, context, (unsigned)written, depth);
+  }
+#endif
   *total = hs_capped(depth);
   return written;
 }
