@@ -76,8 +76,14 @@ static int hs_anchor_place(const HS_FRAME *frame, hs_frame_chain *chain, PyThrea
     return 0;
   }
   /* CPython's tracemalloc, tracing below our hooks, would see the dict as
-   * an allocation of the traced program's. */
-  if (_Py_tracemalloc_config.tracing) return 0;
+   * an allocation of the traced program's. C code that calls the object
+   * allocator without the GIL breaks its contract, and must not have us
+   * write another thread's frame; nor is a dict made while Python
+   * finalizes. All rare, and each only costs the walk its speed. */
+  if (_Py_tracemalloc_config.tracing || tstate != PyGILState_GetThisThreadState() ||
+      _Py_IsFinalizing()) {
+    return 0;
+  }
   /* 3.11 runs a collection as soon as a new GC object crosses the
    * threshold: not here, inside an allocator. The exception being raised,
    * if any, is kept, and an error of our own dropped. */
