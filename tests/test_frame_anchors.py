@@ -238,3 +238,58 @@ def test_a_marked_frames_memory_taken_by_a_frame_at_another_depth():
     traced = {size: total for _, size, frames, total in heapscope._get_traces()
               if frames and frames[0][0] == __file__ and frames[0][1] in lines}
     assert {size: traced.get(size) for size in expected} == expected
+
+
+class Reuse:
+    """State for the test below, kept at module level so that its functions
+    have no local variables or closures that would change their frames."""
+    sizes = iter(range(1000, 1_000_000))
+    kept = []
+    expected = {}
+
+
+def reuse_allocate():
+    for _ in range(3):
+        size = next(Reuse.sizes)
+        Reuse.kept.append(bytearray(size))  # the block
+        Reuse.expected[size + 1] = python_depth(sys._getframe(0))
+
+
+def reuse_top():
+    # Seven frames down from reuse_allocate, where a walk marks one.
+    return thin(5, reuse_allocate)
+
+
+def reuse_first():
+    return reuse_top()
+
+
+def reuse_second():
+    return lends_its_dict()
+
+
+def lends_its_dict():
+    # No local variables: locals() takes an empty dict from CPython's free
+    # list (the marked frame's, freed last) and puts nothing in it, so
+    # nothing is allocated here, and no walk runs before the next one.
+    locals()
+    return reuse_top()
+
+
+def test_a_new_dict_at_the_marked_dicts_address_does_not_carry_the_mark():
+    # A marked frame (reuse_top) returns and frees its dict; the next dict
+    # CPython makes comes from the same free list, at the same address, and
+    # goes to lends_its_dict, which stacks of other depths put at the marked
+    # frame's address (thin and wide frames in every proportion below it).
+    # Only the dict's version tells the two apart.
+    heapscope.start(1)
+    for wide_frames in range(8):
+        for thin_frames in range(40):
+            thin(30, reuse_first)
+            wide(wide_frames, lambda n=thin_frames: thin(n, reuse_second))
+    lines = allocation_lines()
+    traced = {size: total for _, size, frames, total in heapscope._get_traces()
+              if frames and frames[0][0] == __file__ and frames[0][1] in lines}
+    expected = Reuse.expected
+    assert len(expected) == 8 * 40 * 2 * 3
+    assert {size: traced.get(size) for size in expected} == expected
