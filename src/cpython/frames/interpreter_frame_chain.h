@@ -19,7 +19,13 @@ static inline unsigned hs_counts(const HS_FRAME *f) {
  * frame below one that is not an entry is complete, without reading its
  * code object. With a PEP 523 evaluator set, frames may be linked some
  * other way: the chain is not used then. */
-static inline int hs_may_be_incomplete_below(const HS_FRAME *above) { return above->is_entry; }
+static inline int hs_may_be_incomplete_below(const HS_FRAME *above) {
+  /* Read as a byte: the read-ahead reads frames before their links are
+   * checked, and a stale one's memory may hold anything (a bool load of
+   * another value is undefined; UBSan saw 234). Any nonzero byte sends the
+   * block frame by frame. */
+  return *(const unsigned char *)&above->is_entry != 0;
+}
 static inline int hs_chain_usable(PyThreadState *tstate) {
   return tstate->interp->eval_frame == NULL;
 }
