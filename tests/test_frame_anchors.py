@@ -112,19 +112,30 @@ def allocation_lines():
         return {number for number, line in enumerate(f, 1) if line.rstrip().endswith("# the block")}
 
 
-def check(*plans):
-    """Each plan's blocks were traced with the depth Python showed."""
+def traced_totals():
+    """total_nframe of each traced block made on a `# the block` line, by size."""
     lines = allocation_lines()
     traced = {}
     for _, size, frames, total in heapscope._get_traces():
         if frames and frames[0][0] == __file__ and frames[0][1] in lines:
             traced.setdefault(size, []).append(total)
+    return traced
+
+
+def assert_traced_at(expected):
+    """Blocks, by size, were traced with these lists of depths."""
+    traced = traced_totals()
+    assert {size: traced.get(size) for size in expected} == expected
+
+
+def check(*plans):
+    """Each plan's blocks were traced with the depth Python showed."""
+    expected = {}
     for plan in plans:
         assert len(plan.blocks) > 500
-        expected = {}
         for block, depth in plan.blocks:
             expected.setdefault(len(block) + 1, []).append(depth)
-        assert {size: traced.get(size) for size in expected} == expected
+    assert_traced_at(expected)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -216,48 +227,40 @@ def wide(n, then, a=1, b=2, c=3, d=4, e=5):
     return wide(n - 1, then) if n else then()
 
 
+class Blocks:
+    """What allocate_blocks made, and the depth Python showed for each, by
+    block size. Module-level state, so that the functions making the blocks
+    have no local variables or closures that would change their frames."""
+
+    @classmethod
+    def reset(cls):
+        cls.sizes = iter(range(1000, 1_000_000))
+        cls.kept = []
+        cls.expected = {}
+
+
+def allocate_blocks():
+    for _ in range(3):
+        size = next(Blocks.sizes)
+        Blocks.kept.append(bytearray(size))  # the block
+        Blocks.expected[size + 1] = [python_depth(sys._getframe(0))]
+
+
 def test_a_marked_frames_memory_taken_by_a_frame_at_another_depth():
     # Stacks of `thin` frames over `wide` ones, in every proportion: frames
     # of two sizes, so that some frame lands where an earlier stack's marked
     # frame was, at another depth. Only the mark tells them apart.
+    Blocks.reset()
     heapscope.start(1)
-    kept = []
-    sizes = iter(range(1000, 1_000_000))
-    expected = {}
-
-    def allocate():
-        for _ in range(3):
-            size = next(sizes)
-            kept.append(bytearray(size))  # the block
-            expected[size + 1] = python_depth(sys._getframe(0))
-
     for total in (40, 41, 70):
         for wide_frames in range(total):
-            wide(wide_frames, lambda n=total - wide_frames: thin(n, allocate))
-    lines = allocation_lines()
-    traced = {size: total for _, size, frames, total in heapscope._get_traces()
-              if frames and frames[0][0] == __file__ and frames[0][1] in lines}
-    assert {size: traced.get(size) for size in expected} == expected
-
-
-class Reuse:
-    """State for the test below, kept at module level so that its functions
-    have no local variables or closures that would change their frames."""
-    sizes = iter(range(1000, 1_000_000))
-    kept = []
-    expected = {}
-
-
-def reuse_allocate():
-    for _ in range(3):
-        size = next(Reuse.sizes)
-        Reuse.kept.append(bytearray(size))  # the block
-        Reuse.expected[size + 1] = python_depth(sys._getframe(0))
+            wide(wide_frames, lambda n=total - wide_frames: thin(n, allocate_blocks))
+    assert_traced_at(Blocks.expected)
 
 
 def reuse_top():
-    # Seven frames down from reuse_allocate, where a walk marks one.
-    return thin(5, reuse_allocate)
+    # Seven frames down from allocate_blocks, where a walk marks one.
+    return thin(5, allocate_blocks)
 
 
 def reuse_first():
@@ -282,14 +285,11 @@ def test_a_new_dict_at_the_marked_dicts_address_does_not_carry_the_mark():
     # goes to lends_its_dict, which stacks of other depths put at the marked
     # frame's address (thin and wide frames in every proportion below it).
     # Only the dict's version tells the two apart.
+    Blocks.reset()
     heapscope.start(1)
     for wide_frames in range(8):
         for thin_frames in range(40):
             thin(30, reuse_first)
             wide(wide_frames, lambda n=thin_frames: thin(n, reuse_second))
-    lines = allocation_lines()
-    traced = {size: total for _, size, frames, total in heapscope._get_traces()
-              if frames and frames[0][0] == __file__ and frames[0][1] in lines}
-    expected = Reuse.expected
-    assert len(expected) == 8 * 40 * 2 * 3
-    assert {size: traced.get(size) for size in expected} == expected
+    assert len(Blocks.expected) == 8 * 40 * 2 * 3
+    assert_traced_at(Blocks.expected)
