@@ -4,6 +4,7 @@ run the same code."""
 
 import ctypes
 import gc
+import random
 import subprocess
 import sys
 import textwrap
@@ -136,6 +137,48 @@ def test_stacks_that_alternate_keep_their_own_tracebacks():
         assert traceback[-1].lineno == lineno_of(marker)
         assert traceback[-2].lineno == lineno_of("kept.append((site, site(50_000 + i)))")
         assert traceback.total_nframe == heapscope.get_object_traceback(kept[0][1]).total_nframe
+
+
+SITES = 12
+SITES_SOURCE = "def allocate(k, n):\n" + "".join(
+    f"    if k == {k}: return bytearray(n)\n" for k in range(SITES))
+
+
+def allocate_from_caller_a(allocate, k, n):
+    return allocate(k, n)  # site-caller-a
+
+
+def allocate_from_caller_b(allocate, k, n):
+    return allocate(k, n)  # site-caller-b
+
+
+@pytest.mark.parametrize("nframe", [1, 25])
+def test_one_function_allocating_on_many_lines_gives_each_block_its_line(nframe):
+    # Each thread remembers the tracebacks of several lines below one
+    # unchanged stack; more lines than it remembers, runs of one line,
+    # and a caller that changes under the same lines must all still give
+    # every block the line that allocated it.
+    namespace = {}
+    exec(compile(SITES_SOURCE, "<sites>", "exec"), namespace)
+    allocate = namespace["allocate"]
+    rng = random.Random(1234)
+    plan = []
+    for i in range(3000):
+        k = rng.choice([0, 0, 0, 1, 2, 3]) if i % 500 < 250 else rng.randrange(SITES)
+        caller = allocate_from_caller_b if i % 1000 >= 800 else allocate_from_caller_a
+        plan.append((k, caller, 60_000 + i))
+    heapscope.start(nframe)
+    # Nothing else allocates between two calls, but the list growing.
+    blocks = [caller(allocate, k, n) for k, caller, n in plan]
+    depths = set()
+    for (k, caller, _), block in zip(plan, blocks):
+        traceback = heapscope.get_object_traceback(block)
+        assert (traceback[-1].filename, traceback[-1].lineno) == ("<sites>", 2 + k)
+        if nframe > 1:
+            marker = "site-caller-b" if caller is allocate_from_caller_b else "site-caller-a"
+            assert traceback[-2].lineno == lineno_of(marker)
+        depths.add(traceback.total_nframe)
+    assert len(depths) == 1
 
 
 def test_code_objects_that_die_do_not_lend_their_lines_to_new_ones():
