@@ -34,29 +34,43 @@ def python_depth(frame):
     return depth
 
 
+def python_callers(frame, limit):
+    """(filename, line) of up to `limit` frames below `frame`, as Python
+    shows them: what a traceback holds after its first frame."""
+    callers = []
+    frame = frame.f_back
+    while frame is not None and len(callers) < limit:
+        callers.append((frame.f_code.co_filename, frame.f_lineno))
+        frame = frame.f_back
+    return tuple(callers)
+
+
 class Plan:
     """A seeded walk over a deep stack: down and up through functions of
     two frame sizes (so that a frame's memory is taken by other functions'
     frames), allocations at every depth, and a generator resumed at
     different depths."""
 
-    def __init__(self, seed, steps, sizes_from=1000):
+    def __init__(self, seed, steps, sizes_from=1000, callers=0):
         self.rng = random.Random(seed)
         self.sizes_from = sizes_from
         self.steps = steps
-        self.blocks = []  # (object, the depth Python showed where it was made)
+        self.callers = callers  # how many callers of each block to note
+        # (object, the depth Python showed where it was made, its callers)
+        self.blocks = []
         self.generator = self.allocating_generator()
 
     def allocate(self):
         frame = sys._getframe(0)
         # A bytearray of n bytes is a block of n + 1: each size unique.
         block = bytearray(self.sizes_from + len(self.blocks))  # the block
-        self.blocks.append((block, python_depth(frame)))
+        self.blocks.append((block, python_depth(frame), python_callers(frame, self.callers)))
 
     def allocating_generator(self):
         while True:
             block = bytearray(self.sizes_from + len(self.blocks))  # the block
-            self.blocks.append((block, python_depth(sys._getframe(0))))
+            frame = sys._getframe(0)
+            self.blocks.append((block, python_depth(frame), python_callers(frame, self.callers)))
             yield
 
     def next_move(self, depth):
@@ -112,14 +126,20 @@ def allocation_lines():
         return {number for number, line in enumerate(f, 1) if line.rstrip().endswith("# the block")}
 
 
-def traced_totals():
-    """total_nframe of each traced block made on a `# the block` line, by size."""
+def traced_blocks():
+    """(total_nframe, frames after the first) of each traced block made on
+    a `# the block` line, by size."""
     lines = allocation_lines()
     traced = {}
     for _, size, frames, total in heapscope._get_traces():
         if frames and frames[0][0] == __file__ and frames[0][1] in lines:
-            traced.setdefault(size, []).append(total)
+            traced.setdefault(size, []).append((total, tuple(frames[1:])))
     return traced
+
+
+def traced_totals():
+    """total_nframe of each traced block made on a `# the block` line, by size."""
+    return {size: [total for total, _ in blocks] for size, blocks in traced_blocks().items()}
 
 
 def assert_traced_at(expected):
@@ -133,7 +153,7 @@ def check(*plans):
     expected = {}
     for plan in plans:
         assert len(plan.blocks) > 500
-        for block, depth in plan.blocks:
+        for block, depth, _ in plan.blocks:
             expected.setdefault(len(block) + 1, []).append(depth)
     assert_traced_at(expected)
 
@@ -144,6 +164,20 @@ def test_total_nframe_matches_python_as_a_deep_stack_changes(seed):
     plan = Plan(seed, 20_000)
     plan.run()
     check(plan)
+
+
+@pytest.mark.parametrize("nframe", [8, 25])
+def test_tracebacks_match_python_as_a_deep_stack_changes(nframe):
+    # A traceback that reaches below a live mark copies the frames there
+    # from the capture that first read them: every frame must still be the
+    # one Python shows, line by line.
+    heapscope.start(nframe)
+    plan = Plan(6, 20_000, callers=nframe - 1)
+    plan.run()
+    traced = traced_blocks()
+    expected = {len(block) + 1: [(depth, callers)] for block, depth, callers in plan.blocks}
+    assert len(expected) > 500
+    assert {size: traced.get(size) for size in expected} == expected
 
 
 def test_total_nframe_matches_python_in_two_threads_at_once():
@@ -242,7 +276,8 @@ class Blocks:
 def allocate_blocks():
     for _ in range(3):
         size = next(Blocks.sizes)
-        Blocks.kept.append(bytearray(size))  # the block
+        block = bytearray(size)  # the block
+        Blocks.kept.append(block)  # not on that line: the list grows too
         Blocks.expected[size + 1] = [python_depth(sys._getframe(0))]
 
 
@@ -293,3 +328,37 @@ def test_a_new_dict_at_the_marked_dicts_address_does_not_carry_the_mark():
             wide(wide_frames, lambda n=thin_frames: thin(n, reuse_second))
     assert len(Blocks.expected) == 8 * 40 * 2 * 3
     assert_traced_at(Blocks.expected)
+
+
+def allocate_noting_callers():
+    for _ in range(3):
+        size = next(Blocks.sizes)
+        block = bytearray(size)  # the block
+        Blocks.kept.append(block)  # not on that line: the list grows too
+        frame = sys._getframe(0)
+        Blocks.expected[size + 1] = [(python_depth(frame), python_callers(frame, 24))]
+
+
+def below_a():
+    return thin(12, allocate_noting_callers)
+
+
+def below_b():
+    return thin(12, allocate_noting_callers)
+
+
+def test_stacks_alike_above_their_marks_keep_their_own_frames_below():
+    # Two stacks of one depth, the same frame for frame from the top to well
+    # below where a frame is marked, that differ further down (below_a or
+    # below_b): a capture that copied the frames below a mark is only the
+    # same as another through the same mark. The 30 frames under below_a
+    # and below_b put any mark made before out of the walks' reach, so that
+    # each stack gets its own.
+    Blocks.reset()
+    heapscope.start(25)
+    for _ in range(20):
+        thin(30, below_a)
+        thin(30, below_b)
+    traced = traced_blocks()
+    assert len(Blocks.expected) == 20 * 2 * 3
+    assert {size: traced.get(size) for size in Blocks.expected} == Blocks.expected

@@ -59,6 +59,13 @@ typedef struct {
   const void *anchor_mark;
   unsigned long long anchor_token;
   unsigned anchor_below;
+  /* The first `anchor_stored` frames below the anchor as a capture writes
+   * them (the version's raw frame type, opaque here), kept by the capture
+   * that first needed them: while the anchor lives, a traceback copies
+   * them instead of reading those frames. Reset when an anchor is placed. */
+  void *anchor_frames;
+  unsigned anchor_stored;
+  unsigned anchor_frames_capacity; /* in frames */
   /* Set by the capture before each walk: whether it may mark a frame now
    * (marking may need the GIL). */
   int may_anchor;
@@ -87,6 +94,10 @@ static inline int hs_frame_chain_find(const hs_frame_chain *chain, const void *f
   *at = hint.index;
   return 1;
 }
+
+/* Keeps `n` frames of `size` bytes as the frames below the anchor; 0 when
+ * out of memory (then none are kept). */
+int hs_anchor_store(hs_frame_chain *chain, const void *frames, unsigned n, unsigned size);
 
 /* Replaces chain->frames[base..] with the first `n` scratch frames,
  * reversed (the scratch holds them innermost first). Out of memory, the

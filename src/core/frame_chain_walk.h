@@ -213,28 +213,30 @@ checked:;
 static inline unsigned hs_capped(unsigned depth) { return depth < 65535 ? depth : 65535; }
 
 #ifdef HS_ANCHORS
-/* Frames between the top of the count and its anchor: the walks that reach
+/* Frames between the top of the stack and its anchor: the walks that reach
  * the anchor follow this many pointers, and the top may grow by the rest
- * of HS_PLAIN_FRAMES before the anchor falls out of their reach. */
-#define HS_ANCHOR_DEPTH 6
+ * of HS_PLAIN_FRAMES before the anchor falls out of their reach. A
+ * traceback deeper than the anchor copies the frames below it (the
+ * version's capture, chain->anchor_frames). */
+#define HS_ANCHOR_DEPTH 7
 /* Frames tried below that one, when it cannot be marked. */
 #define HS_ANCHOR_TRIES 4
-/* Frames below the traceback from which a plain walk marks a frame. */
-#define HS_ANCHOR_FROM 12
+/* Stack depth from which a walk marks a frame. */
+#define HS_ANCHOR_FROM 13
 
-/* After a deep count of `depth` frames (`written` of them in the
- * traceback), marks a frame HS_ANCHOR_DEPTH below `first`, the first frame
- * counted after the traceback's, and remembers how many are below it. */
-__attribute__((noinline)) static void hs_anchor_near_top(const HS_FRAME *first,
+/* After a count of `depth` frames from `top`, marks a frame HS_ANCHOR_DEPTH
+ * below `top` and remembers how many are below it. */
+__attribute__((noinline)) static void hs_anchor_near_top(const HS_FRAME *top,
                                                          hs_frame_chain *chain, HS_CONTEXT context,
-                                                         unsigned written, unsigned depth) {
-  unsigned above = 0; /* counted frames from `first` down to f, f excluded */
-  const HS_FRAME *f = first;
+                                                         unsigned depth) {
+  unsigned above = 0; /* counted frames from `top` down to f, f excluded */
+  const HS_FRAME *f = top;
   for (unsigned k = 0; k < HS_ANCHOR_DEPTH + HS_ANCHOR_TRIES && f != NULL; ++k, f = hs_next(f)) {
     const unsigned counts = hs_counts(f);
     if (k >= HS_ANCHOR_DEPTH && counts && hs_anchor_place(f, chain, context)) {
       chain->anchor = f;
-      chain->anchor_below = depth - written - above - 1;
+      chain->anchor_below = depth - above - 1;
+      chain->anchor_stored = 0;
       return;
     }
     above += counts;
@@ -245,34 +247,34 @@ __attribute__((noinline)) static void hs_anchor_near_top(const HS_FRAME *first,
 /* The deep case of hs_finish_capture, out of line. */
 __attribute__((noinline)) static int hs_finish_deep(const HS_FRAME *f, hs_frame_chain *chain,
                                                     HS_CONTEXT context, int written, unsigned depth,
-                                                    unsigned *total, const HS_FRAME *first) {
+                                                    unsigned *total, const HS_FRAME *top) {
   const int remembering = chain != NULL && hs_chain_usable(context);
   depth += remembering ? hs_count_remembering(f, chain, context) : hs_count_plain(f);
 #ifdef HS_ANCHORS
-  if (remembering && chain->may_anchor) hs_anchor_near_top(first, chain, context, written, depth);
+  if (remembering && chain->may_anchor) hs_anchor_near_top(top, chain, context, depth);
 #else
-  (void)first;
+  (void)top;
 #endif
   *total = hs_capped(depth);
   return written;
 }
 
-/* Ends a capture that wrote `written` frames: counts the frames from `rest`
- * to the bottom of the stack, stores `written` plus that count in *total
- * (capped at 65535, as CPython caps total_nframe) and returns `written`. A
- * capture returns what this returns, so that the deep case is a tail call
- * and a shallow stack's capture saves no registers. */
-static inline int hs_finish_capture(const HS_FRAME *rest, hs_frame_chain *chain, HS_CONTEXT context,
-                                    int written, unsigned *total) {
+/* Ends a capture that wrote `written` frames from `top` down: counts the
+ * frames from `rest` to the bottom of the stack, stores `written` plus that
+ * count in *total (capped at 65535, as CPython caps total_nframe) and
+ * returns `written`. A capture returns what this returns, so that the deep
+ * case is a tail call and a shallow stack's capture saves no registers. */
+static inline int hs_finish_capture(const HS_FRAME *top, const HS_FRAME *rest,
+                                    hs_frame_chain *chain, HS_CONTEXT context, int written,
+                                    unsigned *total) {
   unsigned depth = (unsigned)written;
   unsigned budget = HS_PLAIN_FRAMES;
-  const HS_FRAME *first = rest;
 #ifdef HS_ANCHORS
   const void *anchor = chain != NULL ? chain->anchor : NULL;
 #endif
   for (; rest != NULL; rest = hs_next(rest)) {
     if (__builtin_expect(budget-- == 0, 0)) {
-      return hs_finish_deep(rest, chain, context, written, depth, total, first);
+      return hs_finish_deep(rest, chain, context, written, depth, total, top);
     }
 #ifdef HS_ANCHORS
     /* The anchor, alive: the frames below it are the ones it was marked
@@ -286,10 +288,12 @@ static inline int hs_finish_capture(const HS_FRAME *rest, hs_frame_chain *chain,
   }
 #ifdef HS_ANCHORS
   /* A stack this deep that had no live anchor in reach gets one. */
-  if (rest == NULL && depth - (unsigned)written >= HS_ANCHOR_FROM && chain != NULL &&
-      chain->may_anchor && hs_chain_usable(context)) {
-    hs_anchor_near_top(first, chain, context, (unsigned)written, depth);
+  if (rest == NULL && depth >= HS_ANCHOR_FROM && chain != NULL && chain->may_anchor &&
+      hs_chain_usable(context)) {
+    hs_anchor_near_top(top, chain, context, depth);
   }
+#else
+  (void)top;
 #endif
   *total = hs_capped(depth);
   return written;
@@ -299,7 +303,7 @@ static inline int hs_finish_capture(const HS_FRAME *rest, hs_frame_chain *chain,
 static inline unsigned hs_count_frames(const HS_FRAME *f, hs_frame_chain *chain,
                                        HS_CONTEXT context) {
   unsigned total;
-  hs_finish_capture(f, chain, context, 0, &total);
+  hs_finish_capture(f, f, chain, context, 0, &total);
   return total;
 }
 

@@ -48,7 +48,8 @@ struct LastCapture {
   std::uint32_t traceback = 0;
   unsigned total = 0;
   int count = -1;
-  std::vector<hs_raw_frame> frames;
+  hs_capture_key key{};
+  std::vector<hs_raw_frame> frames;  // the key's live frames
   std::array<Sibling, kSiblings> siblings;
   unsigned sibling_count = 0;
   unsigned sibling_next = 0;
@@ -61,11 +62,12 @@ struct LastCapture {
   ~LastCapture() { hs_frame_chain_release(&chain); }
 
   // Whether `captured` is the last capture but for its top frame: the
-  // epoch, depth and every frame below the top the same.
-  bool same_below_top(std::uint64_t now, const hs_raw_frame* captured, int n,
-                      unsigned depth) const noexcept {
-    return epoch == now && count == n && total == depth && n > 0 &&
-           same_raw_frames(frames.data() + 1, captured + 1, n - 1);
+  // epoch, depth, anchor and every live frame below the top the same.
+  bool same_below_top(std::uint64_t now, const Capture& captured) const noexcept {
+    return epoch == now && count == captured.count && total == captured.total &&
+           key.live == captured.key.live && key.token == captured.key.token &&
+           captured.key.live > 0 &&
+           same_raw_frames(frames.data() + 1, captured.frames + 1, captured.key.live - 1);
   }
   // The traceback of a capture that is the last one but for its top frame
   // (same_below_top), or CaptureCache::kAbsent. A sibling found becomes the
@@ -86,27 +88,28 @@ struct LastCapture {
   }
   // Remembers a capture and its traceback; `below_same` when only its top
   // frame differs from the last capture's (same_below_top).
-  void remember(std::uint64_t now, const hs_raw_frame* captured, int n, unsigned depth,
-                std::uint32_t id, bool below_same) noexcept {
+  void remember(std::uint64_t now, const Capture& captured, std::uint32_t id,
+                bool below_same) noexcept {
     if (below_same) {
       siblings[sibling_next] = Sibling{frames[0], traceback};
       sibling_next = (sibling_next + 1) % kSiblings;
       sibling_count = std::max(sibling_count, sibling_next == 0 ? kSiblings : sibling_next);
-      frames[0] = captured[0];
+      frames[0] = captured.frames[0];
       traceback = id;
       return;
     }
     sibling_count = 0;
     sibling_next = 0;
     try {
-      frames.assign(captured, captured + n);
+      frames.assign(captured.frames, captured.frames + captured.key.live);
     } catch (const std::bad_alloc&) {
       epoch = 0;
       return;
     }
     epoch = now;
-    count = n;
-    total = depth;
+    count = captured.count;
+    total = captured.total;
+    key = captured.key;
     traceback = id;
   }
 };
@@ -168,17 +171,18 @@ thread_local unsigned t_recent_next __attribute__((tls_model("initial-exec"))) =
 // out), under the engine lock. Out of line: most allocations repeat the
 // thread's last capture.
 [[gnu::noinline]] std::uint32_t traceback_of_capture(Tracer& t, std::uint64_t epoch,
-                                                     LastCapture* last, const hs_raw_frame* frames,
-                                                     std::uint32_t* ids, int count, unsigned total,
-                                                     bool have_gil, bool rememberable,
-                                                     bool below_same) noexcept {
+                                                     LastCapture* last, const Capture& capture,
+                                                     std::uint32_t* ids, bool have_gil,
+                                                     bool rememberable, bool below_same) noexcept {
   core::Engine& engine = t.engine;
+  const hs_raw_frame* frames = capture.frames;
+  const int count = capture.count;
   std::uint64_t hash = 0;
   if (rememberable) {
-    hash = CaptureCache::hash(frames, count, total);
-    const std::uint32_t seen = t.captures.find(epoch, hash, frames, count, total);
+    hash = CaptureCache::hash(capture);
+    const std::uint32_t seen = t.captures.find(epoch, hash, capture);
     if (seen != CaptureCache::kAbsent) {
-      last->remember(epoch, frames, count, total, seen, below_same);
+      last->remember(epoch, capture, seen, below_same);
       return seen;
     }
   }
@@ -194,12 +198,13 @@ thread_local unsigned t_recent_next __attribute__((tls_model("initial-exec"))) =
       resolved = ids[i] != core::kNoId;
     }
     if (resolved) {
-      traceback = engine.intern_traceback_unlocked(total, {ids, static_cast<std::size_t>(count)});
+      traceback =
+          engine.intern_traceback_unlocked(capture.total, {ids, static_cast<std::size_t>(count)});
     }
   }
   if (rememberable && traceback != core::kNoId) {
-    last->remember(epoch, frames, count, total, traceback, below_same);
-    t.captures.insert(epoch, hash, frames, count, total, traceback);
+    last->remember(epoch, capture, traceback, below_same);
+    t.captures.insert(epoch, hash, capture, traceback);
   }
   return traceback;
 }
@@ -233,32 +238,32 @@ template <typename Apply>
     ids = deep ? deep->ids.data() : nullptr;
   }
   LastCapture* last = last_capture();
-  unsigned total = 0;
-  int count = 0;
+  Capture capture{frames, 0, 0, {0, 0}};
   if (tstate != nullptr && frames != nullptr) {
     // Marking a frame (core/frame_chain.h, anchors) makes a dict: only with
     // the GIL, and not for the raw domain, which C code calls wherever it
     // likes (CPython's own start-up and finalization among them).
     if (last != nullptr) last->chain.may_anchor = have_gil && !raw_domain;
-    count = hs_capture_frames(tstate, frames, limit, &total, have_gil,
-                              last != nullptr ? &last->chain : nullptr);
+    capture.count = hs_capture_frames(tstate, frames, limit, &capture.total, have_gil,
+                                      last != nullptr ? &last->chain : nullptr, &capture.key);
+    if (capture.key.token == 0) capture.key.live = capture.count;
   }
 
   // Before 3.12, a code object missing from the resolver (seen first
   // without the GIL) has no reference keeping its address unique: only
   // captures made with the GIL may be remembered.
-  bool rememberable = have_gil && frames != nullptr && count > 0 && last != nullptr;
+  bool rememberable = have_gil && frames != nullptr && capture.count > 0 && last != nullptr;
 
   core::Engine& engine = t.engine;
   std::lock_guard lock(engine.mutex());
   if (!engine.tracing()) return;  // stop() won the race: record nothing
   const std::uint64_t epoch = t.epoch.load(std::memory_order_acquire);
   // One call of `apply`, so that it inlines once.
-  const bool below_same = rememberable && last->same_below_top(epoch, frames, count, total);
+  const bool below_same = rememberable && last->same_below_top(epoch, capture);
   std::uint32_t traceback = below_same ? last->find_top(frames) : CaptureCache::kAbsent;
   if (traceback == CaptureCache::kAbsent) {
-    traceback = traceback_of_capture(t, epoch, last, frames, ids, count, total, have_gil,
-                                     rememberable, below_same);
+    traceback =
+        traceback_of_capture(t, epoch, last, capture, ids, have_gil, rememberable, below_same);
   }
   apply(engine, traceback);
 }

@@ -12,10 +12,13 @@ constexpr std::uint64_t kMix = 0x9E3779B97F4A7C15ULL;
 
 }  // namespace
 
-std::uint64_t CaptureCache::hash(const hs_raw_frame* frames, int count, unsigned total) noexcept {
-  std::uint64_t h =
-      (static_cast<std::uint64_t>(total) << 32 | static_cast<std::uint32_t>(count)) * kMix;
-  for (int i = 0; i < count; ++i) {
+std::uint64_t CaptureCache::hash(const Capture& capture) noexcept {
+  const hs_raw_frame* frames = capture.frames;
+  std::uint64_t h = (static_cast<std::uint64_t>(capture.total) << 32 |
+                     static_cast<std::uint32_t>(capture.count)) *
+                    kMix;
+  h = (h ^ capture.key.token ^ static_cast<std::uint32_t>(capture.key.live)) * kMix;
+  for (int i = 0; i < capture.key.live; ++i) {
     const auto code = reinterpret_cast<std::uintptr_t>(frames[i].code);
     const auto where =
         static_cast<std::uint64_t>(static_cast<std::uint32_t>(frames[i].byte_offset)) |
@@ -39,15 +42,17 @@ void CaptureCache::start_generation(std::uint64_t epoch) noexcept {
 }
 
 std::uint32_t CaptureCache::find(std::uint64_t epoch, std::uint64_t hash,
-                                 const hs_raw_frame* frames, int count, unsigned total) noexcept {
+                                 const Capture& capture) noexcept {
   if (epoch != epoch_) start_generation(epoch);
   if (entries_ == 0) return kAbsent;
   const std::uint32_t mask = capacity_ - 1;
   for (std::uint32_t i = static_cast<std::uint32_t>(hash) & mask;; i = (i + 1) & mask) {
     const Slot& slot = slots_[i];
     if (!live(slot)) return kAbsent;
-    if (slot.hash == hash && slot.count == static_cast<std::uint32_t>(count) &&
-        slot.total == total && same_raw_frames(&pool_[slot.first], frames, count)) {
+    if (slot.hash == hash && slot.count == static_cast<std::uint32_t>(capture.count) &&
+        slot.live == static_cast<std::uint32_t>(capture.key.live) &&
+        slot.token == capture.key.token && slot.total == capture.total &&
+        same_raw_frames(&pool_[slot.first], capture.frames, capture.key.live)) {
       return slot.traceback;
     }
   }
@@ -57,7 +62,7 @@ bool CaptureCache::grow() noexcept {
   const std::uint32_t capacity = capacity_ ? capacity_ * 2 : kInitialSlots;
   std::unique_ptr<Slot[]> fresh(new (std::nothrow) Slot[capacity]);
   if (!fresh) return false;
-  for (std::uint32_t i = 0; i < capacity; ++i) fresh[i] = Slot{0, 0, 0, 0, 0, 0};
+  for (std::uint32_t i = 0; i < capacity; ++i) fresh[i] = Slot{0, 0, 0, 0, 0, 0, 0, 0};
   const std::uint32_t mask = capacity - 1;
   for (std::uint32_t j = 0; j < capacity_; ++j) {
     if (!live(slots_[j])) continue;
@@ -70,11 +75,11 @@ bool CaptureCache::grow() noexcept {
   return true;
 }
 
-void CaptureCache::insert(std::uint64_t epoch, std::uint64_t hash, const hs_raw_frame* frames,
-                          int count, unsigned total, std::uint32_t traceback) noexcept {
-  const auto need = static_cast<std::uint32_t>(count);
+void CaptureCache::insert(std::uint64_t epoch, std::uint64_t hash, const Capture& capture,
+                          std::uint32_t traceback) noexcept {
+  const auto need = static_cast<std::uint32_t>(capture.key.live);
   // A capture the pool could never hold is not cached (and empties nothing).
-  if (count <= 0 || need > kMaxPoolFrames) return;
+  if (capture.key.live <= 0 || need > kMaxPoolFrames) return;
   if (epoch != epoch_ || entries_ >= kMaxEntries || need > kMaxPoolFrames - pool_used_) {
     start_generation(epoch);
   }
@@ -90,11 +95,13 @@ void CaptureCache::insert(std::uint64_t epoch, std::uint64_t hash, const hs_raw_
     pool_ = std::move(fresh);
     pool_capacity_ = capacity;
   }
-  std::memcpy(&pool_[pool_used_], frames, sizeof(hs_raw_frame) * need);
+  std::memcpy(&pool_[pool_used_], capture.frames, sizeof(hs_raw_frame) * need);
   const std::uint32_t mask = capacity_ - 1;
   std::uint32_t i = static_cast<std::uint32_t>(hash) & mask;
   while (live(slots_[i])) i = (i + 1) & mask;
-  slots_[i] = Slot{hash, generation_, pool_used_, need, total, traceback};
+  slots_[i] = Slot{
+      hash, capture.key.token, generation_, pool_used_, static_cast<std::uint32_t>(capture.count),
+      need, capture.total,     traceback};
   pool_used_ += need;
   ++entries_;
 }

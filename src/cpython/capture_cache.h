@@ -42,20 +42,29 @@ inline bool same_raw_frames(const hs_raw_frame* a, const hs_raw_frame* b, int co
   return true;
 }
 
+// One stack as a capture wrote it: `count` frames, total_nframe, and the
+// key that identifies it (frame_capture.h: its first key.live frames, and
+// the anchor the rest were copied from, if any).
+struct Capture {
+  const hs_raw_frame* frames;
+  int count;
+  unsigned total;
+  hs_capture_key key;
+};
+
 class CaptureCache {
  public:
   static constexpr std::uint32_t kAbsent = UINT32_MAX;
 
-  static std::uint64_t hash(const hs_raw_frame* frames, int count, unsigned total) noexcept;
+  static std::uint64_t hash(const Capture& capture) noexcept;
 
   // The traceback id of this capture in `epoch`, or kAbsent.
-  std::uint32_t find(std::uint64_t epoch, std::uint64_t hash, const hs_raw_frame* frames, int count,
-                     unsigned total) noexcept;
+  std::uint32_t find(std::uint64_t epoch, std::uint64_t hash, const Capture& capture) noexcept;
 
   // Remembers a capture (one that find() just missed). Silently does
   // nothing when memory runs out: the cache only saves work.
-  void insert(std::uint64_t epoch, std::uint64_t hash, const hs_raw_frame* frames, int count,
-              unsigned total, std::uint32_t traceback) noexcept;
+  void insert(std::uint64_t epoch, std::uint64_t hash, const Capture& capture,
+              std::uint32_t traceback) noexcept;
 
   // Frees everything (stop()).
   void release() noexcept;
@@ -69,9 +78,11 @@ class CaptureCache {
 
   struct Slot {
     std::uint64_t hash;
+    std::uint64_t token;       // the capture's key.token
     std::uint32_t generation;  // slots of another generation are empty
-    std::uint32_t first;       // index of the first frame in pool_
+    std::uint32_t first;       // index of the first of its key.live frames in pool_
     std::uint32_t count;
+    std::uint32_t live;
     std::uint32_t total;
     std::uint32_t traceback;
   };

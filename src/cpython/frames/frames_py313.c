@@ -10,7 +10,7 @@
 #include "interpreter_frame_chain.h"
 
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
-                      unsigned *total, int holds_gil, hs_frame_chain *chain) {
+                      unsigned *total, int holds_gil, hs_frame_chain *chain, hs_capture_key *key) {
   /* 3.12 reads the depth from the recursion counter; 3.13 cannot: a class
    * call specialised as CALL_ALLOC_AND_ENTER_INIT links and counts a
    * trampoline frame (_Py_InitCleanup) below __init__'s frame, which is
@@ -18,8 +18,9 @@ int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
    * finds how many such frames the stack holds. */
   (void)holds_gil;
   int written = 0;
-  _PyInterpreterFrame *f = tstate ? tstate->current_frame : NULL;
-  for (f = _PyFrame_GetFirstComplete(f); f != NULL && written < max_frames;
+  _PyInterpreterFrame *top = tstate ? tstate->current_frame : NULL;
+  _PyInterpreterFrame *f;
+  for (f = _PyFrame_GetFirstComplete(top); f != NULL && written < max_frames;
        f = _PyFrame_GetFirstComplete(f->previous)) {
     out[written].code = _PyFrame_GetCode(f);
     out[written].byte_offset = _PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT);
@@ -28,7 +29,8 @@ int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
   }
   /* Past the traceback limit only total_nframe needs the frames: count the
    * complete ones (deep stacks spend their time here). */
-  return hs_finish_capture(f, chain, tstate, written, total);
+  (void)key;
+  return hs_finish_capture(top, f, chain, tstate, written, total);
 }
 
 Py_ssize_t hs_code_units(PyCodeObject *code) { return Py_SIZE(code); }
