@@ -362,3 +362,4 @@ def test_stacks_alike_above_their_marks_keep_their_own_frames_below():
     traced = traced_blocks()
     assert len(Blocks.expected) == 20 * 2 * 3
     assert {size: traced.get(size) for size in Blocks.expected} == Blocks.expected
+

@@ -29,17 +29,21 @@ static inline int write_frames(_PyInterpreterFrame **from, hs_raw_frame *out, in
 
 /* The rest of a capture whose `written` frames end with the live anchor:
  * the frames below it are those it was marked over (core/frame_chain.h),
- * copied from the chain once a capture has kept them. */
-static int below_anchor(const _PyInterpreterFrame *anchor, hs_frame_chain *chain,
-                        hs_raw_frame *out, int written, int max_frames, unsigned *total,
-                        hs_capture_key *key) {
+ * copied from the chain once a capture has kept them. While a trace
+ * function runs, it may move a waiting frame's line (a 'line' event may set
+ * any traced frame's f_lineno): the frames are read then, and kept only
+ * once tracing is off. */
+static int below_anchor(PyThreadState *tstate, const _PyInterpreterFrame *anchor,
+                        hs_frame_chain *chain, hs_raw_frame *out, int written, int max_frames,
+                        unsigned *total, hs_capture_key *key) {
   const unsigned below = chain->anchor_below;
   *total = hs_capped((unsigned)written + below);
   key->live = written;
   key->token = chain->anchor_token;
   unsigned want = (unsigned)(max_frames - written);
   if (want > below) want = below;
-  if (chain->anchor_stored >= want) {
+  const int tracing = tstate->cframe->use_tracing != 0;
+  if (chain->anchor_stored >= want && !tracing) {
     if (want != 0) memcpy(out + written, chain->anchor_frames, want * sizeof(hs_raw_frame));
     return written + (int)want;
   }
@@ -47,7 +51,13 @@ static int below_anchor(const _PyInterpreterFrame *anchor, hs_frame_chain *chain
    * them, and keeps them for the next. */
   _PyInterpreterFrame *f = anchor->previous;
   const int n = write_frames(&f, out, written, max_frames);
-  hs_anchor_store(chain, out + written, (unsigned)(n - written), sizeof(hs_raw_frame));
+  if (tracing) {
+    chain->anchor_stored = 0;
+    key->live = n; /* all read: known by all of them */
+    key->token = 0;
+  } else {
+    hs_anchor_store(chain, out + written, (unsigned)(n - written), sizeof(hs_raw_frame));
+  }
   return n;
 }
 
@@ -69,7 +79,7 @@ __attribute__((noinline)) static int capture_through_anchor(PyThreadState *tstat
     out[written].lineno_override = -1;
     written++;
     if (f == anchor && hs_anchor_holds(f, chain, tstate)) {
-      return below_anchor(f, chain, out, written, max_frames, total, key);
+      return below_anchor(tstate, f, chain, out, written, max_frames, total, key);
     }
   }
   return hs_finish_capture(top, f, chain, tstate, written, total);
