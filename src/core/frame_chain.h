@@ -66,6 +66,12 @@ typedef struct {
   void *anchor_frames;
   unsigned anchor_stored;
   unsigned anchor_frames_capacity; /* in frames */
+  /* How many walks the anchor has stopped, and how far below the top the
+   * next one goes (0: the default depth). Anchors that live long move the
+   * next one up, toward the top, where walks reach it sooner; anchors that
+   * die young move it back down (frame_chain_walk.h). */
+  unsigned anchor_uses;
+  unsigned anchor_depth;
   /* Set by the capture before each walk: whether it may mark a frame now
    * (marking may need the GIL). */
   int may_anchor;

@@ -213,30 +213,49 @@ checked:;
 static inline unsigned hs_capped(unsigned depth) { return depth < 65535 ? depth : 65535; }
 
 #ifdef HS_ANCHORS
-/* Frames between the top of the stack and its anchor: the walks that reach
- * the anchor follow this many pointers, and the top may grow by the rest
- * of HS_PLAIN_FRAMES before the anchor falls out of their reach. A
+/* Frames between the top of the stack and its anchor at first: the walks
+ * that reach the anchor follow this many pointers, and the top may grow by
+ * the rest of HS_PLAIN_FRAMES before the anchor falls out of their reach. A
  * traceback deeper than the anchor copies the frames below it (the
  * version's capture, chain->anchor_frames). */
 #define HS_ANCHOR_DEPTH 7
+/* An anchor that stopped this many walks puts the next one a frame nearer
+ * the top (down to 1 below it); one that stopped fewer than
+ * HS_ANCHOR_SHORT, a frame further down (up to HS_ANCHOR_DEPTH). A frame
+ * near the top is reached in fewer steps but lives shorter, and each mark
+ * costs a dict: deep_stack's comprehension allocates thousands of times
+ * under one frame, deltablue's calls come and go. */
+#define HS_ANCHOR_LONG 256
+#define HS_ANCHOR_SHORT 16
 /* Frames tried below that one, when it cannot be marked. */
 #define HS_ANCHOR_TRIES 4
 /* Stack depth from which a walk marks a frame. */
 #define HS_ANCHOR_FROM 13
 
-/* After a count of `depth` frames from `top`, marks a frame HS_ANCHOR_DEPTH
- * below `top` and remembers how many are below it. */
+/* After a count of `depth` frames from `top`, marks a frame near the top
+ * (chain->anchor_depth below it, after the last anchor's lifetime moved
+ * that) and remembers how many are below it. */
 __attribute__((noinline)) static void hs_anchor_near_top(const HS_FRAME *top,
                                                          hs_frame_chain *chain, HS_CONTEXT context,
                                                          unsigned depth) {
+  unsigned at = chain->anchor_depth ? chain->anchor_depth : HS_ANCHOR_DEPTH;
+  if (chain->anchor != NULL) {
+    if (chain->anchor_uses >= HS_ANCHOR_LONG && at > 1) {
+      --at;
+    } else if (chain->anchor_uses < HS_ANCHOR_SHORT && at < HS_ANCHOR_DEPTH) {
+      ++at;
+    }
+  }
+  chain->anchor_depth = at;
   unsigned above = 0; /* counted frames from `top` down to f, f excluded */
   const HS_FRAME *f = top;
-  for (unsigned k = 0; k < HS_ANCHOR_DEPTH + HS_ANCHOR_TRIES && f != NULL; ++k, f = hs_next(f)) {
+  for (unsigned k = 0; k < at + HS_ANCHOR_TRIES && f != NULL; ++k, f = hs_next(f)) {
     const unsigned counts = hs_counts(f);
-    if (k >= HS_ANCHOR_DEPTH && counts && hs_anchor_place(f, chain, context)) {
+    if (k >= at && counts && hs_anchor_place(f, chain, context)) {
       chain->anchor = f;
       chain->anchor_below = depth - above - 1;
       chain->anchor_stored = 0;
+      chain->anchor_uses = 0;
       return;
     }
     above += counts;
@@ -281,6 +300,7 @@ static inline int hs_finish_capture(const HS_FRAME *top, const HS_FRAME *rest,
      * with (only the stack above a live activation changes). */
     if (__builtin_expect(rest == anchor, 0) && hs_anchor_holds(rest, chain, context)) {
       depth += hs_counts(rest) + chain->anchor_below;
+      chain->anchor_uses++;
       break;
     }
 #endif

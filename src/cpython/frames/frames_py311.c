@@ -38,6 +38,7 @@ static int below_anchor(PyThreadState *tstate, const _PyInterpreterFrame *anchor
                         unsigned *total, hs_capture_key *key) {
   const unsigned below = chain->anchor_below;
   *total = hs_capped((unsigned)written + below);
+  chain->anchor_uses++;
   key->live = written;
   key->token = chain->anchor_token;
   unsigned want = (unsigned)(max_frames - written);
@@ -62,7 +63,7 @@ static int below_anchor(PyThreadState *tstate, const _PyInterpreterFrame *anchor
 }
 
 /* A capture that may meet the thread's anchor among the frames it writes.
- * Out of line: a traceback shorter than the anchor's depth never does. */
+ * Out of line: a traceback of one frame copies nothing below it. */
 __attribute__((noinline)) static int capture_through_anchor(PyThreadState *tstate,
                                                             _PyInterpreterFrame *top,
                                                             hs_raw_frame *out, int max_frames,
@@ -89,7 +90,7 @@ int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
                       unsigned *total, int holds_gil, hs_frame_chain *chain, hs_capture_key *key) {
   (void)holds_gil; /* no counter to read: before 3.12 one counter mixes C and Python calls */
   _PyInterpreterFrame *top = (tstate && tstate->cframe) ? tstate->cframe->current_frame : NULL;
-  if (max_frames > HS_ANCHOR_DEPTH && chain != NULL && chain->anchor != NULL) {
+  if (max_frames > 1 && chain != NULL && chain->anchor != NULL) {
     return capture_through_anchor(tstate, top, out, max_frames, total, chain, key);
   }
   _PyInterpreterFrame *f = top;
