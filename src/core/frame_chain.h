@@ -72,6 +72,8 @@ typedef struct {
    * die young move it back down (frame_chain_walk.h). */
   unsigned anchor_uses;
   unsigned anchor_depth;
+  /* Set by the capture before each walk: its traceback limit. */
+  unsigned traceback_limit;
   /* Set by the capture before each walk: whether it may mark a frame now
    * (marking may need the GIL). */
   int may_anchor;

@@ -90,8 +90,11 @@ int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
                       unsigned *total, int holds_gil, hs_frame_chain *chain, hs_capture_key *key) {
   (void)holds_gil; /* no counter to read: before 3.12 one counter mixes C and Python calls */
   _PyInterpreterFrame *top = (tstate && tstate->cframe) ? tstate->cframe->current_frame : NULL;
-  if (max_frames > 1 && chain != NULL && chain->anchor != NULL) {
-    return capture_through_anchor(tstate, top, out, max_frames, total, chain, key);
+  if (chain != NULL) {
+    chain->traceback_limit = (unsigned)max_frames;
+    if (max_frames > 1 && chain->anchor != NULL) {
+      return capture_through_anchor(tstate, top, out, max_frames, total, chain, key);
+    }
   }
   _PyInterpreterFrame *f = top;
   const int written = write_frames(&f, out, 0, max_frames);
