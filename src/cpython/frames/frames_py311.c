@@ -11,6 +11,12 @@
 
 #include "interpreter_frame_chain.h"
 
+static inline void write_frame(hs_raw_frame *out, const _PyInterpreterFrame *f) {
+  out->code = f->f_code;
+  out->byte_offset = _PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT);
+  out->lineno_override = -1;
+}
+
 /* Writes the complete frames from *from down, until `max_frames` are
  * written; *from is left on the first frame not looked at. */
 static inline int write_frames(_PyInterpreterFrame **from, hs_raw_frame *out, int written,
@@ -18,10 +24,7 @@ static inline int write_frames(_PyInterpreterFrame **from, hs_raw_frame *out, in
   _PyInterpreterFrame *f = *from;
   for (; f != NULL && written < max_frames; f = f->previous) {
     if (_PyFrame_IsIncomplete(f)) continue;
-    out[written].code = f->f_code;
-    out[written].byte_offset = _PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT);
-    out[written].lineno_override = -1;
-    written++;
+    write_frame(&out[written++], f);
   }
   *from = f;
   return written;
@@ -75,10 +78,7 @@ __attribute__((noinline)) static int capture_through_anchor(PyThreadState *tstat
   _PyInterpreterFrame *f = top;
   for (; f != NULL && written < max_frames; f = f->previous) {
     if (_PyFrame_IsIncomplete(f)) continue;
-    out[written].code = f->f_code;
-    out[written].byte_offset = _PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT);
-    out[written].lineno_override = -1;
-    written++;
+    write_frame(&out[written++], f);
     if (f == anchor && hs_anchor_holds(f, chain, tstate)) {
       return below_anchor(tstate, f, chain, out, written, max_frames, total, key);
     }
