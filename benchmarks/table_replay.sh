@@ -7,7 +7,7 @@
 # the table operations of each workload (child.py, heapscope nframe=1, 3
 # loops), then replays each log into TraceTable compiled from each tree.
 # Reports instructions, D1 misses and LL misses per operation, with the LL
-# cache set to 2 MiB (this machine's L2); the cost of loading the log is
+# cache set to 2 MiB (this machine's L2); the cost of loading and reading the log is
 # measured separately and subtracted. Needs valgrind and g++.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
