@@ -2,7 +2,6 @@
 
 #include <Python.h>
 
-#include <algorithm>
 #include <array>
 #include <mutex>
 #include <new>
@@ -93,7 +92,7 @@ struct LastCapture {
     if (below_same) {
       siblings[sibling_next] = Sibling{frames[0], traceback};
       sibling_next = (sibling_next + 1) % kSiblings;
-      sibling_count = std::max(sibling_count, sibling_next == 0 ? kSiblings : sibling_next);
+      if (sibling_count < kSiblings) ++sibling_count;
       frames[0] = captured.frames[0];
       traceback = id;
       return;

@@ -57,8 +57,7 @@ static int below_anchor(PyThreadState *tstate, const _PyInterpreterFrame *anchor
   const int n = write_frames(&f, out, written, max_frames);
   if (tracing) {
     chain->anchor_stored = 0;
-    key->live = n; /* all read: known by all of them */
-    key->token = 0;
+    key->token = 0; /* all read, nothing copied: known by all its frames */
   } else {
     hs_anchor_store(chain, out + written, (unsigned)(n - written), sizeof(hs_raw_frame));
   }
