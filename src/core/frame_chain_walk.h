@@ -40,9 +40,16 @@
  * remembered chain is consulted: shallow stacks never touch it. */
 #define HS_PLAIN_FRAMES 16
 
+/* hs_counts(f) for the frame below `above` (null: unknown). */
+static inline unsigned hs_counts_below(const HS_FRAME *above, const HS_FRAME *f) {
+  return above != NULL && !hs_may_be_incomplete_below(above) ? 1 : hs_counts(f);
+}
+
 static unsigned hs_count_plain(const HS_FRAME *f) {
   unsigned n = 0;
-  for (; f != NULL; f = hs_next(f)) n += hs_counts(f);
+  for (const HS_FRAME *above = NULL; f != NULL; above = f, f = hs_next(f)) {
+    n += hs_counts_below(above, f);
+  }
   return n;
 }
 
@@ -300,7 +307,10 @@ static inline int hs_finish_capture(const HS_FRAME *top, const HS_FRAME *rest,
 #ifdef HS_ANCHORS
   const void *anchor = chain != NULL ? chain->anchor : NULL;
 #endif
-  for (; rest != NULL; rest = hs_next(rest)) {
+  /* The frame above `rest`, once the loop has looked at it: a frame below
+   * one it knows is counted needs no reading of its own (3.11: most). */
+  const HS_FRAME *above = NULL;
+  for (; rest != NULL; above = rest, rest = hs_next(rest)) {
     if (__builtin_expect(budget-- == 0, 0)) {
       return hs_finish_deep(rest, chain, context, written, depth, total, top);
     }
@@ -308,12 +318,12 @@ static inline int hs_finish_capture(const HS_FRAME *top, const HS_FRAME *rest,
     /* The anchor, alive: the frames below it are the ones it was marked
      * with (only the stack above a live activation changes). */
     if (__builtin_expect(rest == anchor, 0) && hs_anchor_holds(rest, chain, context)) {
-      depth += hs_counts(rest) + chain->anchor_below;
+      depth += hs_counts_below(above, rest) + chain->anchor_below;
       chain->anchor_uses++;
       break;
     }
 #endif
-    depth += hs_counts(rest);
+    depth += hs_counts_below(above, rest);
   }
 #ifdef HS_ANCHORS
   /* A stack this deep that had no live anchor in reach gets one. */
