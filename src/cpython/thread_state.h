@@ -3,16 +3,12 @@
 
 #include <Python.h>
 
+#include "frames/frame_capture.h"
+
 namespace heapscope::cpython {
 
 // The thread state that holds the GIL, or null. Never fails, never allocates.
-inline PyThreadState* gil_holder() noexcept {
-#if PY_VERSION_HEX >= 0x030D0000
-  return PyThreadState_GetUnchecked();
-#else
-  return _PyThreadState_UncheckedGet();
-#endif
-}
+inline PyThreadState* gil_holder() noexcept { return hs_gil_holder(); }
 
 // The calling OS thread's own thread state, GIL or not (null for a thread
 // Python never saw). Its frame chain is stable while this thread is inside

@@ -51,6 +51,11 @@ typedef struct {
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
                       unsigned *total, int holds_gil, hs_frame_chain *chain, hs_capture_key *key);
 
+/* The thread state that holds the GIL, or null: _PyThreadState_UncheckedGet()
+ * (PyThreadState_GetUnchecked() on 3.13), read inline where the version's
+ * internal headers allow it. Asked on every traced allocation. */
+PyThreadState *hs_gil_holder(void);
+
 /* The number of code units (instructions) of `code`: the valid range of
  * byte_offset / 2 that the line cache may index. */
 Py_ssize_t hs_code_units(PyCodeObject *code);

@@ -7,6 +7,7 @@
 #include <internal/pycore_frame.h>
 #include <internal/pycore_interp.h>
 #include <internal/pycore_pymem.h>
+#include <internal/pycore_pystate.h>
 #include <string.h>
 
 #include "interpreter_frame_chain.h"
@@ -103,3 +104,6 @@ int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
 }
 
 Py_ssize_t hs_code_units(PyCodeObject *code) { return Py_SIZE(code); }
+
+/* _PyThreadState_UncheckedGet() is this load, behind a call into libpython. */
+PyThreadState *hs_gil_holder(void) { return _PyThreadState_GET(); }

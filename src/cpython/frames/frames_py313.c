@@ -34,3 +34,5 @@ int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
 }
 
 Py_ssize_t hs_code_units(PyCodeObject *code) { return Py_SIZE(code); }
+
+PyThreadState *hs_gil_holder(void) { return PyThreadState_GetUnchecked(); }

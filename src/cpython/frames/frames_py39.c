@@ -25,3 +25,5 @@ int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
 Py_ssize_t hs_code_units(PyCodeObject *code) {
   return PyBytes_GET_SIZE(code->co_code) / 2;
 }
+
+PyThreadState *hs_gil_holder(void) { return _PyThreadState_UncheckedGet(); }
