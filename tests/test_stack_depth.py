@@ -137,6 +137,9 @@ class CyclicFinalizer:
 
     def __del__(self):
         CyclicFinalizer.kept.append(bytearray(70_071))
+        # A few frames above the finalizer, past the traceback: the walk
+        # that counts them reaches the incomplete frame frame by frame.
+        descend(6, lambda: CyclicFinalizer.kept.append(bytearray(70_073)))
         # Also far above the incomplete frame, where heapscope checks its
         # remembered stack instead of walking it.
         descend(30, lambda: CyclicFinalizer.kept.append(bytearray(70_072)))
