@@ -2,7 +2,9 @@
 
 #include <Python.h>
 
+#include <algorithm>
 #include <array>
+#include <iterator>
 #include <mutex>
 #include <new>
 #include <vector>
@@ -156,7 +158,10 @@ FrameBuffers* deep_buffers(int limit) noexcept {
   }
 }
 
+#if PY_VERSION_HEX >= 0x030D0000
+// For the reference tracer (3.13+): the block an object just created lies in.
 thread_local std::uintptr_t t_last_recorded __attribute__((tls_model("initial-exec"))) = 0;
+#endif
 
 // The last few blocks this thread recorded, for repair_hooks()'s probe:
 // another tracer installed above ours (CPython's tracemalloc) allocates its
@@ -164,6 +169,7 @@ thread_local std::uintptr_t t_last_recorded __attribute__((tls_model("initial-ex
 constexpr unsigned kRecent = 4;
 thread_local std::uintptr_t t_recent[kRecent] __attribute__((tls_model("initial-exec")));
 thread_local unsigned t_recent_next __attribute__((tls_model("initial-exec"))) = 0;
+thread_local bool t_noting __attribute__((tls_model("initial-exec"))) = false;
 
 // The traceback id of a capture LastCapture did not hold, from the capture
 // cache or by resolving and interning its frames (kNoId when memory ran
@@ -277,8 +283,11 @@ void record_new_block(bool raw_domain, std::uintptr_t address, std::size_t size)
   with_current_traceback(raw_domain, [&](core::Engine& engine, std::uint32_t traceback) {
     engine.add_trace_unlocked(address, size, traceback);
   });
+#if PY_VERSION_HEX >= 0x030D0000
   t_last_recorded = address;
-  note_recent_block(address);
+#endif
+  if (t_noting) [[unlikely]]
+    note_recent_block(address);
 }
 
 void retrace_block(std::uintptr_t address) noexcept {
@@ -294,10 +303,20 @@ bool recently_recorded(std::uintptr_t address) noexcept {
   return false;
 }
 
+void note_recorded_blocks(bool on) noexcept {
+  // A probe's block may take the address of an earlier probe's: forget those.
+  if (on) std::fill(std::begin(t_recent), std::end(t_recent), std::uintptr_t{0});
+  t_noting = on;
+}
+
 std::uintptr_t take_last_recorded_block() noexcept {
+#if PY_VERSION_HEX >= 0x030D0000
   const std::uintptr_t last = t_last_recorded;
   t_last_recorded = 0;
   return last;
+#else
+  return 0;  // no reference tracer asks before 3.13
+#endif
 }
 
 }  // namespace heapscope::cpython

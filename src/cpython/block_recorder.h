@@ -24,7 +24,13 @@ std::uintptr_t take_last_recorded_block() noexcept;
 // (a probe in sampled mode).
 void note_recent_block(std::uintptr_t address) noexcept;
 
-// Whether this thread recorded `address` among its last few blocks.
+// Whether this thread recorded `address` among its last few blocks, of
+// those recorded while note_recorded_blocks(true) was in effect.
 bool recently_recorded(std::uintptr_t address) noexcept;
+
+// Switches on or off, for this thread, noting each block it records for
+// recently_recorded(): only repair_hooks' probe asks, so the hot path
+// notes nothing otherwise.
+void note_recorded_blocks(bool on) noexcept;
 
 }  // namespace heapscope::cpython

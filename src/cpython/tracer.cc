@@ -132,7 +132,9 @@ bool repair_hooks() {
     return block != nullptr && recently_recorded(reinterpret_cast<std::uintptr_t>(block));
   };
   // In sampled mode the probes would rarely be sampled: the armed probe
-  // makes our hook note the next block without recording it.
+  // makes our hook note the next block without recording it. In exact
+  // mode the hook records them, noting each.
+  note_recorded_blocks(true);
   arm_probe();
   void* raw = PyMem_RawMalloc(1);
   const bool raw_ok = seen(raw);
@@ -146,6 +148,7 @@ bool repair_hooks() {
   const bool obj_ok = seen(obj);
   PyObject_Free(obj);
   disarm_probe();
+  note_recorded_blocks(false);
   if (raw_ok && mem_ok && obj_ok) return false;
   install_hooks();  // puts ours on top of whatever is there now
   return true;
