@@ -22,8 +22,12 @@
 // still young never costs a region insert or a backward-shift erase. A
 // young trace moves into its region when a newer one needs its slot. In the
 // operation logs of benchmarks/table_replay.sh (CPython 3.11, nframe=1),
-// 256 slots keep 20% (float) to 99% (raytrace) of traces from ever reaching
-// a region; json 38%, ast 27%, deltablue 73%.
+// 256 slots kept 20% (float) to 99% (raytrace) of traces from ever reaching
+// a region; json 38%, ast 27%, deltablue 73%. 2,048 slots also hold a
+// structure of a few thousand blocks built and dropped at once (deep_stack's
+// lists: 134 -> 61 instructions per table operation in the replay), and
+// cost the others little (json 88 -> 86, float 102 -> 101, each with more
+// L1 misses: the array is 32 KiB).
 //
 // Within a region: linear probing on a Fibonacci hash of the offset, with
 // backward-shift deletion (no tombstones). A free of an untraced block in a
@@ -173,7 +177,7 @@ class TraceTable {
     std::uint32_t size;
     std::uint32_t traceback;
   };
-  static constexpr std::size_t kYoungSlots = 256;  // 4 KiB: stays in the L1 cache
+  static constexpr std::size_t kYoungSlots = 2048;                         // 32 KiB
   static constexpr std::uintptr_t kMisaligned = (1u << kOffsetShift) - 1;  // address bits
   static constexpr std::uintptr_t kNoYoung = 1;  // unaligned: never a young address
   // Whether a trace fits an 8-byte region slot: an aligned address (it has an
