@@ -170,15 +170,47 @@ def test_one_function_allocating_on_many_lines_gives_each_block_its_line(nframe)
     heapscope.start(nframe)
     # Nothing else allocates between two calls, but the list growing.
     blocks = [caller(allocate, k, n) for k, caller, n in plan]
+    # get_object_traceback() leaves total_nframe out, as CPython's does.
+    totals = {size: total for _, size, _, total in heapscope._get_traces()}
     depths = set()
-    for (k, caller, _), block in zip(plan, blocks):
+    for (k, caller, n), block in zip(plan, blocks):
         traceback = heapscope.get_object_traceback(block)
         assert (traceback[-1].filename, traceback[-1].lineno) == ("<sites>", 2 + k)
         if nframe > 1:
             marker = "site-caller-b" if caller is allocate_from_caller_b else "site-caller-a"
             assert traceback[-2].lineno == lineno_of(marker)
-        depths.add(traceback.total_nframe)
+        depths.add(totals[n + 1])  # bytearray(n) keeps n + 1 bytes
     assert len(depths) == 1
+
+
+def allocate_deeper(allocate, k, n, extra):
+    if extra:
+        return allocate_deeper(allocate, k, n, extra - 1)
+    return allocate(k, n)
+
+
+@pytest.mark.parametrize("nframe", [1, 25])
+def test_lines_allocating_at_depths_that_alternate_give_each_block_its_depth(nframe):
+    # The lines a thread remembers are told apart by the depth below them
+    # too: the same few lines reached at depths that change from one
+    # allocation to the next must give every block its own total_nframe.
+    namespace = {}
+    exec(compile(SITES_SOURCE, "<sites>", "exec"), namespace)
+    allocate = namespace["allocate"]
+    rng = random.Random(4321)
+    plan = [(rng.choice([0, 1, 2]), rng.choice([0, 0, 1, 2, 3]), 60_000 + i) for i in range(2000)]
+    heapscope.start(nframe)
+    # Nothing else allocates between two calls, but the list growing.
+    blocks = [allocate_deeper(allocate, k, n, extra) for k, extra, n in plan]
+    # get_object_traceback() leaves total_nframe out, as CPython's does.
+    traces = {size: (frames, total) for _, size, frames, total in heapscope._get_traces()}
+    below = set()
+    for k, extra, n in plan:
+        frames, total = traces[n + 1]  # bytearray(n) keeps n + 1 bytes
+        assert frames[0][:2] == ("<sites>", 2 + k)
+        below.add(total - extra)
+    assert len(below) == 1
+    del blocks
 
 
 def test_code_objects_that_die_do_not_lend_their_lines_to_new_ones():

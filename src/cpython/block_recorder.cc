@@ -38,10 +38,14 @@ struct LastCapture {
   // allocates on several lines changes only the top frame, and a deep
   // capture found here is neither hashed nor compared again in the capture
   // cache's pool, which is cold (deltablue, nframe=25: 0.6 D1 misses per
-  // allocation there).
+  // allocation there). Each keeps its own total: with one frame per
+  // traceback nothing else lies below the top, and a program that
+  // allocates at a few depths in turn (bm_float's methods and their
+  // caller) went to the capture cache at every change of depth.
   static constexpr unsigned kSiblings = 8;
   struct Sibling {
     hs_raw_frame top;
+    unsigned total;
     std::uint32_t traceback;
   };
 
@@ -62,24 +66,28 @@ struct LastCapture {
   LastCapture& operator=(const LastCapture&) = delete;
   ~LastCapture() { hs_frame_chain_release(&chain); }
 
-  // Whether `captured` is the last capture but for its top frame: the
-  // epoch, depth, anchor and every live frame below the top the same.
+  // Whether `captured` is the last capture but for its top frame and its
+  // total: the epoch, frame count, anchor and every live frame below the
+  // top the same.
   bool same_below_top(std::uint64_t now, const Capture& captured) const noexcept {
-    return epoch == now && count == captured.count && total == captured.total &&
-           key.live == captured.key.live && key.token == captured.key.token &&
-           captured.key.live > 0 &&
+    return epoch == now && count == captured.count && key.live == captured.key.live &&
+           key.token == captured.key.token && captured.key.live > 0 &&
            same_raw_frames(frames.data() + 1, captured.frames + 1, captured.key.live - 1);
   }
   // The traceback of a capture that is the last one but for its top frame
-  // (same_below_top), or CaptureCache::kAbsent. A sibling found becomes the
-  // last capture: the next allocation likely comes from its line again.
-  std::uint32_t find_top(const hs_raw_frame* captured) noexcept {
-    if (same_raw_frames(frames.data(), captured, 1)) return traceback;
+  // and total (same_below_top), or CaptureCache::kAbsent. A sibling found
+  // becomes the last capture: the next allocation likely comes from its
+  // line again.
+  std::uint32_t find_top(const Capture& captured) noexcept {
+    if (total == captured.total && same_raw_frames(frames.data(), captured.frames, 1)) {
+      return traceback;
+    }
     for (unsigned i = 0; i < sibling_count; ++i) {
       Sibling& sibling = siblings[i];
-      if (same_raw_frames(&sibling.top, captured, 1)) {
-        const Sibling was{frames[0], traceback};
+      if (sibling.total == captured.total && same_raw_frames(&sibling.top, captured.frames, 1)) {
+        const Sibling was{frames[0], total, traceback};
         frames[0] = sibling.top;
+        total = sibling.total;
         traceback = sibling.traceback;
         sibling = was;
         return traceback;
@@ -88,14 +96,15 @@ struct LastCapture {
     return CaptureCache::kAbsent;
   }
   // Remembers a capture and its traceback; `below_same` when only its top
-  // frame differs from the last capture's (same_below_top).
+  // frame and total differ from the last capture's (same_below_top).
   void remember(std::uint64_t now, const Capture& captured, std::uint32_t id,
                 bool below_same) noexcept {
     if (below_same) {
-      siblings[sibling_next] = Sibling{frames[0], traceback};
+      siblings[sibling_next] = Sibling{frames[0], total, traceback};
       sibling_next = (sibling_next + 1) % kSiblings;
       if (sibling_count < kSiblings) ++sibling_count;
       frames[0] = captured.frames[0];
+      total = captured.total;
       traceback = id;
       return;
     }
@@ -265,7 +274,7 @@ template <typename Apply>
   const std::uint64_t epoch = t.epoch.load(std::memory_order_acquire);
   // One call of `apply`, so that it inlines once.
   const bool below_same = rememberable && last->same_below_top(epoch, capture);
-  std::uint32_t traceback = below_same ? last->find_top(frames) : CaptureCache::kAbsent;
+  std::uint32_t traceback = below_same ? last->find_top(capture) : CaptureCache::kAbsent;
   if (traceback == CaptureCache::kAbsent) {
     traceback =
         traceback_of_capture(t, epoch, last, capture, ids, have_gil, rememberable, below_same);
