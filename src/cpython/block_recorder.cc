@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <iterator>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <vector>
@@ -42,12 +43,37 @@ struct LastCapture {
   // traceback nothing else lies below the top, and a program that
   // allocates at a few depths in turn (bm_float's methods and their
   // caller) went to the capture cache at every change of depth.
-  static constexpr unsigned kSiblings = 8;
+  // Kept two-way set associative by top frame and total: a lookup is one
+  // hash and up to two compares, so there can be more of them than a ring
+  // searched end to end (8 sent dataclasses' __init__ and asdict lines to
+  // the capture cache on 44 % of allocations), and a few lines that share
+  // a set do not evict each other on every allocation, as direct-mapped
+  // ones did (bm_float). A sibling is valid while its generation is the
+  // capture's, so forgetting them all is one increment.
+  static constexpr unsigned kSets = 32;
   struct Sibling {
     hs_raw_frame top;
     unsigned total;
     std::uint32_t traceback;
+    std::uint32_t generation;
   };
+  static unsigned set_of(const hs_raw_frame& top, unsigned total) noexcept {
+    const std::uint64_t key = (reinterpret_cast<std::uintptr_t>(top.code) >> 4) ^
+                              (static_cast<std::uint64_t>(top.byte_offset) << 20) ^
+                              (static_cast<std::uint64_t>(total) << 40);
+    return static_cast<unsigned>((key * 0x9E3779B97F4A7C15ULL) >> 59);
+  }
+  static_assert(kSets == 32, "set_of() keeps 5 bits");
+  bool is(const Sibling& sibling, const hs_raw_frame* top, unsigned of_total) const noexcept {
+    return sibling.generation == generation && sibling.total == of_total &&
+           same_raw_frames(&sibling.top, top, 1);
+  }
+  // Keeps the last capture's top (in set top_set) as the newest of its set.
+  void keep_top() noexcept {
+    std::array<Sibling, 2>& set = siblings[top_set];
+    set[1] = set[0];
+    set[0] = Sibling{frames[0], total, traceback, generation};
+  }
 
   std::uint64_t epoch = 0;
   std::uint32_t traceback = 0;
@@ -55,9 +81,9 @@ struct LastCapture {
   int count = -1;
   hs_capture_key key{};
   std::vector<hs_raw_frame> frames;  // the key's live frames
-  std::array<Sibling, kSiblings> siblings;
-  unsigned sibling_count = 0;
-  unsigned sibling_next = 0;
+  std::array<std::array<Sibling, 2>, kSets> siblings{};
+  std::uint32_t generation = 1;  // of the siblings; 0: never valid
+  unsigned top_set = 0;          // set_of(frames[0], total)
   // This thread's stack at its last deep walk (core/frame_chain.h).
   hs_frame_chain chain{};
 
@@ -82,34 +108,38 @@ struct LastCapture {
     if (total == captured.total && same_raw_frames(frames.data(), captured.frames, 1)) {
       return traceback;
     }
-    for (unsigned i = 0; i < sibling_count; ++i) {
-      Sibling& sibling = siblings[i];
-      if (sibling.total == captured.total && same_raw_frames(&sibling.top, captured.frames, 1)) {
-        const Sibling was{frames[0], total, traceback};
-        frames[0] = sibling.top;
-        total = sibling.total;
-        traceback = sibling.traceback;
-        sibling = was;
-        return traceback;
-      }
+    const unsigned found_set = set_of(captured.frames[0], captured.total);
+    std::array<Sibling, 2>& set = siblings[found_set];
+    unsigned way = 0;
+    if (!is(set[0], captured.frames, captured.total)) {
+      if (!is(set[1], captured.frames, captured.total)) return CaptureCache::kAbsent;
+      way = 1;
     }
-    return CaptureCache::kAbsent;
+    const Sibling found = set[way];
+    set[way].generation = 0;  // it becomes the top
+    keep_top();
+    frames[0] = found.top;
+    total = found.total;
+    traceback = found.traceback;
+    top_set = found_set;
+    return traceback;
   }
   // Remembers a capture and its traceback; `below_same` when only its top
   // frame and total differ from the last capture's (same_below_top).
   void remember(std::uint64_t now, const Capture& captured, std::uint32_t id,
                 bool below_same) noexcept {
     if (below_same) {
-      siblings[sibling_next] = Sibling{frames[0], total, traceback};
-      sibling_next = (sibling_next + 1) % kSiblings;
-      if (sibling_count < kSiblings) ++sibling_count;
+      keep_top();
       frames[0] = captured.frames[0];
       total = captured.total;
       traceback = id;
+      top_set = set_of(frames[0], total);
       return;
     }
-    sibling_count = 0;
-    sibling_next = 0;
+    if (++generation == 0) {  // wrapped: no stale sibling may match
+      siblings.fill({});
+      generation = 1;
+    }
     try {
       frames.assign(captured.frames, captured.frames + captured.key.live);
     } catch (const std::bad_alloc&) {
@@ -121,6 +151,7 @@ struct LastCapture {
     total = captured.total;
     key = captured.key;
     traceback = id;
+    top_set = set_of(frames[0], total);
   }
 };
 
@@ -133,9 +164,14 @@ struct LastCapture {
 thread_local LastCapture* t_last __attribute__((tls_model("initial-exec"))) = nullptr;
 thread_local bool t_last_gone __attribute__((tls_model("initial-exec"))) = false;
 
+// On the heap, not in the thread_local: this module's initial-exec
+// variables put all of its TLS in the static TLS block, whose spare room
+// for modules loaded later is about 1.5 KiB (an import failed with
+// "cannot allocate memory in static TLS block" at 2.4 KiB). Out of memory,
+// the thread simply remembers nothing.
 struct LastCaptureOwner {
-  LastCapture capture;
-  LastCaptureOwner() noexcept { t_last = &capture; }
+  std::unique_ptr<LastCapture> capture{new (std::nothrow) LastCapture()};
+  LastCaptureOwner() noexcept { t_last = capture.get(); }
   ~LastCaptureOwner() {
     t_last = nullptr;
     t_last_gone = true;  // allocations later in the thread's exit go unremembered
