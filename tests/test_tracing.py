@@ -144,6 +144,20 @@ SITES_SOURCE = "def allocate(k, n):\n" + "".join(
     f"    if k == {k}: return bytearray(n)\n" for k in range(SITES))
 
 
+def sites_allocator():
+    """allocate(k, n): bytearray(n) made on line 2 + k of "<sites>"."""
+    namespace = {}
+    exec(compile(SITES_SOURCE, "<sites>", "exec"), namespace)
+    return namespace["allocate"]
+
+
+def bytearray_traces():
+    """{n: (frames, total_nframe)} of the traced blocks of bytearray(n): its
+    buffer keeps n + 1 bytes. (get_object_traceback() leaves total_nframe
+    out, as CPython's does.)"""
+    return {size - 1: (frames, total) for _, size, frames, total in heapscope._get_traces()}
+
+
 def allocate_from_caller_a(allocate, k, n):
     return allocate(k, n)  # site-caller-a
 
@@ -158,9 +172,7 @@ def test_one_function_allocating_on_many_lines_gives_each_block_its_line(nframe)
     # unchanged stack; more lines than it remembers, runs of one line,
     # and a caller that changes under the same lines must all still give
     # every block the line that allocated it.
-    namespace = {}
-    exec(compile(SITES_SOURCE, "<sites>", "exec"), namespace)
-    allocate = namespace["allocate"]
+    allocate = sites_allocator()
     rng = random.Random(1234)
     plan = []
     for i in range(3000):
@@ -170,8 +182,7 @@ def test_one_function_allocating_on_many_lines_gives_each_block_its_line(nframe)
     heapscope.start(nframe)
     # Nothing else allocates between two calls, but the list growing.
     blocks = [caller(allocate, k, n) for k, caller, n in plan]
-    # get_object_traceback() leaves total_nframe out, as CPython's does.
-    totals = {size: total for _, size, _, total in heapscope._get_traces()}
+    traces = bytearray_traces()
     depths = set()
     for (k, caller, n), block in zip(plan, blocks):
         traceback = heapscope.get_object_traceback(block)
@@ -179,7 +190,7 @@ def test_one_function_allocating_on_many_lines_gives_each_block_its_line(nframe)
         if nframe > 1:
             marker = "site-caller-b" if caller is allocate_from_caller_b else "site-caller-a"
             assert traceback[-2].lineno == lineno_of(marker)
-        depths.add(totals[n + 1])  # bytearray(n) keeps n + 1 bytes
+        depths.add(traces[n][1])
     assert len(depths) == 1
 
 
@@ -194,19 +205,16 @@ def test_lines_allocating_at_depths_that_alternate_give_each_block_its_depth(nfr
     # The lines a thread remembers are told apart by the depth below them
     # too: the same few lines reached at depths that change from one
     # allocation to the next must give every block its own total_nframe.
-    namespace = {}
-    exec(compile(SITES_SOURCE, "<sites>", "exec"), namespace)
-    allocate = namespace["allocate"]
+    allocate = sites_allocator()
     rng = random.Random(4321)
     plan = [(rng.choice([0, 1, 2]), rng.choice([0, 0, 1, 2, 3]), 60_000 + i) for i in range(2000)]
     heapscope.start(nframe)
     # Nothing else allocates between two calls, but the list growing.
     blocks = [allocate_deeper(allocate, k, n, extra) for k, extra, n in plan]
-    # get_object_traceback() leaves total_nframe out, as CPython's does.
-    traces = {size: (frames, total) for _, size, frames, total in heapscope._get_traces()}
+    traces = bytearray_traces()
     below = set()
     for k, extra, n in plan:
-        frames, total = traces[n + 1]  # bytearray(n) keeps n + 1 bytes
+        frames, total = traces[n]
         assert frames[0][:2] == ("<sites>", 2 + k)
         below.add(total - extra)
     assert len(below) == 1
