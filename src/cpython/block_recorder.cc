@@ -43,6 +43,7 @@ struct LastCapture {
   // traceback nothing else lies below the top, and a program that
   // allocates at a few depths in turn (bm_float's methods and their
   // caller) went to the capture cache at every change of depth.
+  //
   // Kept two-way set associative by top frame and total: a lookup is one
   // hash and up to two compares, so there can be more of them than a ring
   // searched end to end (8 sent dataclasses' __init__ and asdict lines to
