@@ -231,6 +231,32 @@ def _nbody_setup():
     return lambda: bm.bench_nbody(1, bm.DEFAULT_REFERENCE, 5000)
 
 
+def _coroutines_setup():
+    bm = _load_pyperformance("coroutines")
+
+    def body():
+        # bm_coroutines' loop: one coroutine per call, driven by send().
+        coro = bm.fibonacci(22)
+        try:
+            while True:
+                coro.send(None)
+        except StopIteration:
+            pass
+
+    return body
+
+
+def _generators_setup():
+    bm = _load_pyperformance("generators")
+    tree = bm.tree(range(20000))
+
+    def body():
+        for _ in tree:
+            pass
+
+    return body
+
+
 WORKLOADS = [
     Workload("json", "stdlib", 35, _json_setup,
              "json.loads + json.dumps of a 2000-record document"),
@@ -256,6 +282,10 @@ WORKLOADS = [
              "bm_go: versus_cpu() with 50 games"),
     Workload("float", "pyperformance", 22, _float_setup,
              "bm_float: benchmark(20000)"),
+    Workload("coroutines", "pyperformance", 25, _coroutines_setup,
+             "bm_coroutines: fibonacci(22) as coroutines awaiting coroutines (generators' frames)"),
+    Workload("generators", "pyperformance", 7, _generators_setup,
+             "bm_generators: a 20,000-node tree walked by recursive yield from"),
     Workload("nbody", "pyperformance", 14, _nbody_setup,
              "bm_nbody: 5000 advance() steps (float arithmetic: short-lived floats, little live memory)"),
 ]

@@ -72,6 +72,12 @@ typedef struct {
    * die young move it back down (frame_chain_walk.h). */
   unsigned anchor_uses;
   unsigned anchor_depth;
+  /* After a walk found no frame it could mark near the top (a stack of
+   * generators' frames: coroutines awaiting coroutines), the next
+   * `anchor_skip` deep walks do not look again; each failure in a row
+   * doubles the wait (`anchor_backoff`), a mark placed resets it. */
+  unsigned anchor_skip;
+  unsigned anchor_backoff;
   /* Set by the capture before each walk: its traceback limit. */
   unsigned traceback_limit;
   /* Set by the capture before each walk: whether it may mark a frame now

@@ -245,6 +245,11 @@ static inline unsigned hs_capped(unsigned depth) { return depth < 65535 ? depth 
 #define HS_ANCHOR_TRIES 4
 /* Stack depth from which a walk marks a frame. */
 #define HS_ANCHOR_FROM 13
+/* The longest wait, in deep walks, after looking for a frame to mark and
+ * finding none: a stack of coroutines awaiting coroutines has no frame that
+ * can be marked near its top, and looking on every allocation cost
+ * bm_coroutines 15 % of heapscope's instructions there. */
+#define HS_ANCHOR_BACKOFF_MAX 1024u
 
 /* After a count of `depth` frames from `top`, marks a frame near the top
  * (chain->anchor_depth below it, after the last anchor's lifetime moved
@@ -272,10 +277,28 @@ __attribute__((noinline)) static void hs_anchor_near_top(const HS_FRAME *top,
       chain->anchor_below = depth - above - 1;
       chain->anchor_stored = 0;
       chain->anchor_uses = 0;
+      chain->anchor_backoff = 0;
       return;
     }
     above += counts;
   }
+  chain->anchor_backoff =
+      chain->anchor_backoff == 0
+          ? 1
+          : (chain->anchor_backoff < HS_ANCHOR_BACKOFF_MAX / 2 ? 2 * chain->anchor_backoff
+                                                               : HS_ANCHOR_BACKOFF_MAX);
+  chain->anchor_skip = chain->anchor_backoff;
+}
+
+/* Marks a frame near the top, unless the last tries found none to mark and
+ * the wait they set is not over. */
+static inline void hs_anchor_try(const HS_FRAME *top, hs_frame_chain *chain, HS_CONTEXT context,
+                                 unsigned depth) {
+  if (chain->anchor_skip != 0) {
+    chain->anchor_skip--;
+    return;
+  }
+  hs_anchor_near_top(top, chain, context, depth);
 }
 #endif
 
@@ -286,7 +309,7 @@ __attribute__((noinline)) static int hs_finish_deep(const HS_FRAME *f, hs_frame_
   const int remembering = chain != NULL && hs_chain_usable(context);
   depth += remembering ? hs_count_remembering(f, chain, context) : hs_count_plain(f);
 #ifdef HS_ANCHORS
-  if (remembering && chain->may_anchor) hs_anchor_near_top(top, chain, context, depth);
+  if (remembering && chain->may_anchor) hs_anchor_try(top, chain, context, depth);
 #else
   (void)top;
 #endif
@@ -329,7 +352,7 @@ static inline int hs_finish_capture(const HS_FRAME *top, const HS_FRAME *rest,
   /* A stack this deep that had no live anchor in reach gets one. */
   if (rest == NULL && depth >= HS_ANCHOR_FROM && chain != NULL && chain->may_anchor &&
       hs_chain_usable(context)) {
-    hs_anchor_near_top(top, chain, context, depth);
+    hs_anchor_try(top, chain, context, depth);
   }
 #else
   (void)top;

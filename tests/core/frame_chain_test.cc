@@ -57,6 +57,7 @@ struct Walk {
 };
 
 unsigned long long last_mark = 0;
+unsigned place_attempts = 0;  // calls of hs_anchor_place
 
 }  // namespace
 
@@ -80,6 +81,7 @@ static inline int hs_anchor_holds(const FakeFrame* f, const hs_frame_chain* chai
   return walk->usable && f->mark != 0 && f->mark == chain->anchor_token;
 }
 static inline int hs_anchor_place(const FakeFrame* f, hs_frame_chain* chain, const Walk* walk) {
+  ++place_attempts;
   // Generators' frames are never marked: theirs outlive a yield.
   if (!walk->may_anchor || f->generator || f->mark != 0) return 0;
   const_cast<FakeFrame*>(f)->mark = ++last_mark;
@@ -493,6 +495,35 @@ TEST(FrameChain, NoAnchorWhenTheCaptureMayNotMarkAFrame) {
   chain.get()->may_anchor = 0;
   EXPECT_EQ(hs_count_frames(world.top(), chain.get(), &walk), 100u);
   EXPECT_EQ(chain.get()->anchor, nullptr);
+}
+
+TEST(FrameChain, AStackOfGeneratorsIsNotSearchedForAMarkOnEveryWalk) {
+  // Coroutines awaiting coroutines: no frame near the top can be marked.
+  World world(37, 64);
+  for (int i = 0; i < 10; ++i) world.push(false, true);
+  for (int i = 0; i < 25; ++i) world.resume_generator();
+  FrameChain chain;
+  place_attempts = 0;
+  for (int walk = 0; walk < 100; ++walk) {
+    ASSERT_EQ(count_frames(world.top(), chain, &world), 35u);
+  }
+  EXPECT_EQ(chain.get()->anchor, nullptr);
+  // It looks again after 1, 2, 4, ... walks: walks 1, 3, 6, 11, 20, 37, 70.
+  // Each look tries HS_ANCHOR_TRIES frames.
+  EXPECT_EQ(place_attempts, 7u * HS_ANCHOR_TRIES);
+  // Once the top can be marked again, a mark comes within the longest wait,
+  // and the wait starts over.
+  for (int i = 0; i < 25; ++i) world.pop();
+  for (int i = 0; i < 30; ++i) world.push(false, true);
+  unsigned walks = 0;
+  while (chain.get()->anchor == nullptr && walks <= HS_ANCHOR_BACKOFF_MAX) {
+    ASSERT_EQ(count_frames(world.top(), chain, &world), 40u);
+    ++walks;
+  }
+  EXPECT_NE(chain.get()->anchor, nullptr);
+  EXPECT_LE(walks, HS_ANCHOR_BACKOFF_MAX);
+  EXPECT_EQ(chain.get()->anchor_backoff, 0u);
+  EXPECT_EQ(count_frames(world.top(), chain, &world), 40u);
 }
 
 TEST(FrameChain, ShallowStacksAreNotRemembered) {
