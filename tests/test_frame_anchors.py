@@ -51,10 +51,12 @@ class Plan:
     frames), allocations at every depth, and a generator resumed at
     different depths."""
 
-    def __init__(self, seed, steps, sizes_from=1000, callers=0):
+    def __init__(self, seed, steps, sizes_from=1000, callers=0, low=20, high=160, burst=1):
         self.rng = random.Random(seed)
         self.sizes_from = sizes_from
         self.steps = steps
+        self.low, self.high = low, high  # the depths it wanders between
+        self.burst = burst  # allocations in a row: up to this many
         self.callers = callers  # how many callers of each block to note
         # (object, the depth Python showed where it was made, its callers)
         self.blocks = []
@@ -78,8 +80,8 @@ class Plan:
             return "end"
         self.steps -= 1
         roll = self.rng.random()
-        # Drift down to 20-160 frames, then wander there.
-        if depth < 20 or (roll < 0.35 and depth < 160):
+        # Drift down to low-high frames (20-160), then wander there.
+        if depth < self.low or (roll < 0.35 and depth < self.high):
             return "down"
         if roll < 0.6:
             return "allocate"
@@ -109,7 +111,8 @@ class Plan:
                 if (callee if self.rng.random() < 0.5 else self.small)(depth + 1) == "end":
                     return "end"
             elif move == "allocate":
-                self.allocate()
+                for _ in range(self.rng.randint(1, self.burst)):
+                    self.allocate()
             elif move == "resume":
                 next(self.generator)
             elif move == "locals":
@@ -178,6 +181,31 @@ def test_tracebacks_match_python_as_a_deep_stack_changes(nframe):
     expected = {len(block) + 1: [(depth, callers)] for block, depth, callers in plan.blocks}
     assert len(expected) > 500
     assert {size: traced.get(size) for size in expected} == expected
+
+
+@pytest.mark.parametrize("nframe", [1, 3])
+def test_total_nframe_matches_python_on_a_shallow_stack_allocating_in_bursts(nframe):
+    # A shallow stack's frame is marked once the same top frame has
+    # allocated many times in a row (core/frame_chain_walk.h, HS_STREAK). A
+    # new thread's stack starts a few frames deep, so the plan's stacks lie
+    # on both sides of the depth from which deep walks mark (13).
+    heapscope.start(nframe)
+    plan = Plan(7, 20_000, low=0, high=4, burst=64)  # each level is 2 frames
+    errors = []
+
+    def run():
+        try:
+            plan.run()
+        except BaseException as error:  # reported below, in the main thread
+            errors.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert errors == []
+    depths = {depth for _, depth, _ in plan.blocks}
+    assert min(depths) <= 10 and max(depths) >= 14
+    check(plan)
 
 
 def test_total_nframe_matches_python_in_two_threads_at_once():

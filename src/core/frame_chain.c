@@ -22,6 +22,8 @@ void hs_frame_chain_release(hs_frame_chain *chain) {
   chain->count = chain->capacity = chain->scratch_capacity = chain->rise_capacity = 0;
   chain->anchor = NULL; /* the mark belongs to its frame, which frees it */
   chain->anchor_skip = chain->anchor_backoff = 0;
+  chain->streak_top = NULL;
+  chain->streak = chain->streak_uses = 0;
 }
 
 int hs_frame_chain_reserve(const void ***array, unsigned *capacity, unsigned need) {

@@ -78,6 +78,12 @@ typedef struct {
    * doubles the wait (`anchor_backoff`), a mark placed resets it. */
   unsigned anchor_skip;
   unsigned anchor_backoff;
+  /* The top frame of the last walks of a shallow stack that found no
+   * anchor, and how many in a row had it (frame_chain_walk.h, HS_STREAK);
+   * only compared, never read. */
+  const void *streak_top;
+  unsigned streak;
+  unsigned streak_uses; /* anchor_uses when the streak began */
   /* Set by the capture before each walk: its traceback limit. */
   unsigned traceback_limit;
   /* Set by the capture before each walk: whether it may mark a frame now

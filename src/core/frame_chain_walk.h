@@ -245,29 +245,28 @@ static inline unsigned hs_capped(unsigned depth) { return depth < 65535 ? depth 
 #define HS_ANCHOR_TRIES 4
 /* Stack depth from which a walk marks a frame. */
 #define HS_ANCHOR_FROM 13
+/* Shallower stacks: a walk of at least HS_STREAK_SAVES frames below the
+ * traceback, under the same top frame as the last HS_STREAK walks, marks
+ * the first frame it walks. C code that makes thousands of blocks under one
+ * Python call (json.loads, ast.parse), or a loop that calls a function
+ * making blocks (whose frame comes back at the same address), keeps the
+ * frames below the top for as long: each walk then stops one frame down.
+ * A mark costs a dict, about as much as three walks of four frames. */
+#define HS_STREAK 32
+#define HS_STREAK_SAVES 4
 /* The longest wait, in deep walks, after looking for a frame to mark and
  * finding none: a stack of coroutines awaiting coroutines has no frame that
  * can be marked near its top, and looking on every allocation cost
  * bm_coroutines 15 % of heapscope's instructions there. */
 #define HS_ANCHOR_BACKOFF_MAX 1024u
 
-/* After a count of `depth` frames from `top`, marks a frame near the top
- * (chain->anchor_depth below it, after the last anchor's lifetime moved
- * that) and remembers how many are below it. */
-__attribute__((noinline)) static void hs_anchor_near_top(const HS_FRAME *top,
-                                                         hs_frame_chain *chain, HS_CONTEXT context,
-                                                         unsigned depth) {
-  const unsigned floor = chain->traceback_limit > 1 ? HS_ANCHOR_FLOOR_DEEP : 1;
-  unsigned at = chain->anchor_depth ? chain->anchor_depth : HS_ANCHOR_DEPTH;
-  if (chain->anchor != NULL) {
-    if (chain->anchor_uses >= HS_ANCHOR_LONG && at > floor) {
-      --at;
-    } else if (chain->anchor_uses < HS_ANCHOR_SHORT && at < HS_ANCHOR_DEPTH) {
-      ++at;
-    }
-  }
-  if (at < floor) at = floor;
-  chain->anchor_depth = at;
+/* Marks the first frame that can be marked from `at` frames below `top`
+ * down (trying HS_ANCHOR_TRIES), after a count of `depth` frames from
+ * `top`, and remembers how many are below it. When none can be marked, the
+ * next deep walks wait before looking again (anchor_skip). */
+__attribute__((noinline)) static void hs_anchor_at(const HS_FRAME *top, hs_frame_chain *chain,
+                                                   HS_CONTEXT context,
+                         unsigned depth, unsigned at) {
   unsigned above = 0; /* counted frames from `top` down to f, f excluded */
   const HS_FRAME *f = top;
   for (unsigned k = 0; k < at + HS_ANCHOR_TRIES && f != NULL; ++k, f = hs_next(f)) {
@@ -290,6 +289,26 @@ __attribute__((noinline)) static void hs_anchor_near_top(const HS_FRAME *top,
   chain->anchor_skip = chain->anchor_backoff;
 }
 
+/* After a count of `depth` frames from `top`, marks a frame near the top
+ * (chain->anchor_depth below it, after the last anchor's lifetime moved
+ * that). */
+__attribute__((noinline)) static void hs_anchor_near_top(const HS_FRAME *top,
+                                                         hs_frame_chain *chain, HS_CONTEXT context,
+                                                         unsigned depth) {
+  const unsigned floor = chain->traceback_limit > 1 ? HS_ANCHOR_FLOOR_DEEP : 1;
+  unsigned at = chain->anchor_depth ? chain->anchor_depth : HS_ANCHOR_DEPTH;
+  if (chain->anchor != NULL) {
+    if (chain->anchor_uses >= HS_ANCHOR_LONG && at > floor) {
+      --at;
+    } else if (chain->anchor_uses < HS_ANCHOR_SHORT && at < HS_ANCHOR_DEPTH) {
+      ++at;
+    }
+  }
+  if (at < floor) at = floor;
+  chain->anchor_depth = at;
+  hs_anchor_at(top, chain, context, depth, at);
+}
+
 /* Marks a frame near the top, unless the last tries found none to mark and
  * the wait they set is not over. */
 static inline void hs_anchor_try(const HS_FRAME *top, hs_frame_chain *chain, HS_CONTEXT context,
@@ -299,6 +318,34 @@ static inline void hs_anchor_try(const HS_FRAME *top, hs_frame_chain *chain, HS_
     return;
   }
   hs_anchor_near_top(top, chain, context, depth);
+}
+
+/* A walk of a shallow stack that reached its bottom without an anchor:
+ * counts the walks under the same top frame (its address: a new activation
+ * there is the same call made again), and marks the first frame below the
+ * traceback once they are HS_STREAK in a row, unless the anchor there is
+ * still stopping other walks meanwhile (a deep one: raytrace's stacks go
+ * above and below HS_ANCHOR_FROM, and replacing the anchor its deep walks
+ * stop at cost them more than the shallow ones gained). */
+static inline void hs_anchor_streak(const HS_FRAME *top, hs_frame_chain *chain,
+                                    HS_CONTEXT context, unsigned depth) {
+  if (top != chain->streak_top) {
+    chain->streak_top = top;
+    chain->streak = 1;
+    chain->streak_uses = chain->anchor_uses;
+    return;
+  }
+  if (++chain->streak < HS_STREAK) return;
+  chain->streak = 0;
+  if (chain->anchor_uses != chain->streak_uses) {
+    chain->streak_uses = chain->anchor_uses;
+    return;
+  }
+  if (chain->anchor_skip != 0) {
+    chain->anchor_skip--;
+    return;
+  }
+  if (hs_chain_usable(context)) hs_anchor_at(top, chain, context, depth, chain->traceback_limit);
 }
 #endif
 
@@ -349,10 +396,14 @@ static inline int hs_finish_capture(const HS_FRAME *top, const HS_FRAME *rest,
     depth += hs_counts_below(above, rest);
   }
 #ifdef HS_ANCHORS
-  /* A stack this deep that had no live anchor in reach gets one. */
-  if (rest == NULL && depth >= HS_ANCHOR_FROM && chain != NULL && chain->may_anchor &&
-      hs_chain_usable(context)) {
-    hs_anchor_try(top, chain, context, depth);
+  /* A stack this deep that had no live anchor in reach gets one; a
+   * shallower one, when its top stays. */
+  if (rest == NULL && chain != NULL && chain->may_anchor) {
+    if (depth >= HS_ANCHOR_FROM) {
+      if (hs_chain_usable(context)) hs_anchor_try(top, chain, context, depth);
+    } else if (depth >= (unsigned)written + HS_STREAK_SAVES) {
+      hs_anchor_streak(top, chain, context, depth);
+    }
   }
 #else
   (void)top;

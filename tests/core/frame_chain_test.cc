@@ -526,6 +526,45 @@ TEST(FrameChain, AStackOfGeneratorsIsNotSearchedForAMarkOnEveryWalk) {
   EXPECT_EQ(count_frames(world.top(), chain, &world), 40u);
 }
 
+TEST(FrameChain, AShallowStackUnderTheSameTopIsMarkedAfterAStreak) {
+  World world(41, 64);
+  for (int i = 0; i < 8; ++i) world.push(false, true);
+  FrameChain chain;
+  for (int walk = 1; walk < HS_STREAK; ++walk) {
+    ASSERT_EQ(count_frames(world.top(), chain, &world), 8u);
+    ASSERT_EQ(chain.get()->anchor, nullptr) << "walk " << walk;
+  }
+  EXPECT_EQ(count_frames(world.top(), chain, &world), 8u);
+  const auto* anchor = static_cast<const FakeFrame*>(chain.get()->anchor);
+  ASSERT_EQ(anchor, world.top());  // the first frame walked: no traceback here
+  EXPECT_EQ(chain.get()->anchor_below, 7u);
+  // The walk now stops there: a change below that cannot happen while the
+  // marked activation lives goes unseen.
+  uncount_below(world, 3);
+  EXPECT_EQ(count_frames(world.top(), chain, &world), 8u);
+  EXPECT_EQ(plain_count(world.top()), 7u);
+}
+
+TEST(FrameChain, AStreakDoesNotTakeTheMarkOfAnAnchorStillInUse) {
+  // Deep walks that stop at their anchor, between shallow walks from a
+  // frame below it (which never reach it): the anchor stays.
+  World world(43, 64);
+  FrameChain chain;
+  const FakeFrame* anchor = count_and_anchor(world, chain);
+  ASSERT_NE(anchor, nullptr);
+  const FakeFrame* low = world.below_top(95);
+  for (int walk = 0; walk < 4 * HS_STREAK; ++walk) {
+    ASSERT_EQ(count_frames(low, chain, &world), 5u);
+    ASSERT_EQ(count_frames(world.top(), chain, &world), 100u);
+  }
+  EXPECT_EQ(chain.get()->anchor, anchor);
+  // Once the deep walks stop, the shallow ones get their own.
+  for (int walk = 0; walk < 2 * HS_STREAK; ++walk) {
+    ASSERT_EQ(count_frames(low, chain, &world), 5u);
+  }
+  EXPECT_EQ(chain.get()->anchor, low);
+}
+
 TEST(FrameChain, ShallowStacksAreNotRemembered) {
   World world(17, 8);
   for (int i = 0; i < HS_PLAIN_FRAMES; ++i) world.push(false, true);
