@@ -440,6 +440,17 @@ void uncount_below(World& world, unsigned depth) {
   entry->previous->counted = false;
 }
 
+// Proof that walks stop at a live anchor `depth` or more frames below the
+// top: the frames there change as they cannot while the anchor lives (an
+// entry frame over one not yet counted), and the count, `count` before,
+// does not see it while a plain walk does.
+void expect_change_below_anchor_unseen(World& world, FrameChain& chain, unsigned depth,
+                                       unsigned count) {
+  uncount_below(world, depth);
+  EXPECT_EQ(count_frames(world.top(), chain, &world), count);
+  EXPECT_EQ(plain_count(world.top()), count - 1);
+}
+
 // Counts a 100-frame stack in `world`, which marks a frame: returns it.
 const FakeFrame* count_and_anchor(World& world, FrameChain& chain) {
   for (int i = 0; i < 100; ++i) world.push(false, true);
@@ -459,12 +470,7 @@ TEST(FrameChain, ALiveAnchorStandsForTheFramesBelowIt) {
   for (int i = 0; i < 7; ++i) world.push(false, true);
   EXPECT_EQ(count_frames(world.top(), chain, &world), 104u);
   EXPECT_EQ(chain.get()->anchor, anchor);
-  // Proof that the walk stopped there: frames below change as they cannot
-  // while the anchor lives (an entry frame over one not yet counted), and
-  // the count does not see it.
-  uncount_below(world, 80);
-  EXPECT_EQ(count_frames(world.top(), chain, &world), 104u);
-  EXPECT_EQ(plain_count(world.top()), 103u);
+  expect_change_below_anchor_unseen(world, chain, 80, 104);
 }
 
 TEST(FrameChain, AnAnchorWhoseActivationEndedIsNotTrusted) {
@@ -538,11 +544,7 @@ TEST(FrameChain, AShallowStackUnderTheSameTopIsMarkedAfterAStreak) {
   const auto* anchor = static_cast<const FakeFrame*>(chain.get()->anchor);
   ASSERT_EQ(anchor, world.top());  // the first frame walked: no traceback here
   EXPECT_EQ(chain.get()->anchor_below, 7u);
-  // The walk now stops there: a change below that cannot happen while the
-  // marked activation lives goes unseen.
-  uncount_below(world, 3);
-  EXPECT_EQ(count_frames(world.top(), chain, &world), 8u);
-  EXPECT_EQ(plain_count(world.top()), 7u);
+  expect_change_below_anchor_unseen(world, chain, 3, 8);
 }
 
 TEST(FrameChain, AStreakDoesNotTakeTheMarkOfAnAnchorStillInUse) {
