@@ -661,7 +661,9 @@ def plot(summary, path):
     meta = summary.meta
     ax.set_title(f"heapscope {meta['commit'].split()[0]} on {meta['python']}, "
                  f"{meta['nproc']} x {meta['cpu']}, {meta['date'][:10]} "
-                 f"(minimum {CLOCK_NAMES[summary.clock]} of {meta['repeat']} runs)", fontsize=10)
+                 + (f"(median paired ratio of {CLOCK_NAMES[summary.clock]}, {meta['repeat']} runs)"
+                    if summary.paired is not None else
+                    f"(minimum {CLOCK_NAMES[summary.clock]} of {meta['repeat']} runs)"), fontsize=10)
 
     if memory_keys:
         mx = fig.add_subplot(grid[1])
