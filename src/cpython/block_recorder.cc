@@ -88,6 +88,53 @@ struct LastCapture {
   // This thread's stack at its last deep walk (core/frame_chain.h).
   hs_frame_chain chain{};
 
+  // The last stack whose frames traceback_of_capture() resolved, with each
+  // frame's id. A stack that misses every cache mostly shares its bottom
+  // frames with the last one (each of fibonacci(22)'s 57,313 coroutines is
+  // made under its own raw stack: nframe=25 resolved 25 frames for each), so
+  // frames are matched by depth from the bottom and only the others are
+  // resolved. Within one epoch a raw frame always resolves to the same id;
+  // only stacks whose code objects the resolver knows are kept.
+  std::uint64_t resolved_epoch = 0;
+  unsigned resolved_total = 0;
+  int resolved_count = 0;
+  std::vector<hs_raw_frame> resolved_frames;
+  std::vector<std::uint32_t> resolved_ids;
+
+  // Sets ids[i] for each frame of `captured` that the last resolved stack
+  // held at the same depth, and core::kNoId for the others.
+  void reuse_ids(std::uint64_t now, const Capture& captured, std::uint32_t* ids) const noexcept {
+    const int count = captured.count;
+    // Frame i of this capture lies at the depth of the last one's frame i + shift.
+    const long shift = static_cast<long>(resolved_total) - static_cast<long>(captured.total);
+    int from = 0;
+    int to = 0;
+    if (resolved_epoch == now) {
+      from = static_cast<int>(std::clamp<long>(-shift, 0, count));
+      to = static_cast<int>(std::clamp<long>(resolved_count - shift, from, count));
+    }
+    std::fill(ids, ids + from, core::kNoId);
+    for (int i = from; i < to; ++i) {
+      const auto j = static_cast<std::size_t>(i + shift);
+      ids[i] = same_raw_frames(&resolved_frames[j], &captured.frames[i], 1) ? resolved_ids[j]
+                                                                            : core::kNoId;
+    }
+    std::fill(ids + to, ids + count, core::kNoId);
+  }
+  void keep_resolved(std::uint64_t now, const Capture& captured,
+                     const std::uint32_t* ids) noexcept {
+    try {
+      resolved_frames.assign(captured.frames, captured.frames + captured.count);
+      resolved_ids.assign(ids, ids + captured.count);
+    } catch (const std::bad_alloc&) {
+      resolved_epoch = 0;
+      return;
+    }
+    resolved_epoch = now;
+    resolved_total = captured.total;
+    resolved_count = captured.count;
+  }
+
   LastCapture() = default;
   LastCapture(const LastCapture&) = delete;
   LastCapture& operator=(const LastCapture&) = delete;
@@ -229,7 +276,8 @@ thread_local bool t_noting __attribute__((tls_model("initial-exec"))) = false;
   const hs_raw_frame* frames = capture.frames;
   const int count = capture.count;
   std::uint64_t hash = 0;
-  if (rememberable) {
+  const bool cached = rememberable && t.captures.worth_trying();
+  if (cached) {
     hash = CaptureCache::hash(capture);
     const std::uint32_t seen = t.captures.find(epoch, hash, capture);
     if (seen != CaptureCache::kAbsent) {
@@ -244,18 +292,28 @@ thread_local bool t_noting __attribute__((tls_model("initial-exec"))) = false;
     traceback = engine.unknown_traceback_unlocked();
   } else {
     bool resolved = true;
+    bool known = true;  // every frame's code object known to the resolver
+    if (last != nullptr) {
+      last->reuse_ids(epoch, capture, ids);
+    } else {
+      std::fill(ids, ids + count, core::kNoId);
+    }
     for (int i = 0; i < count && resolved; ++i) {
-      ids[i] = t.resolver.resolve_unlocked(engine, frames[i], have_gil, &rememberable);
-      resolved = ids[i] != core::kNoId;
+      if (ids[i] == core::kNoId) {
+        ids[i] = t.resolver.resolve_unlocked(engine, frames[i], have_gil, &known);
+        resolved = ids[i] != core::kNoId;
+      }
     }
     if (resolved) {
       traceback =
           engine.intern_traceback_unlocked(capture.total, {ids, static_cast<std::size_t>(count)});
+      if (known && last != nullptr) last->keep_resolved(epoch, capture, ids);
     }
+    rememberable = rememberable && known;
   }
   if (rememberable && traceback != core::kNoId) {
     last->remember(epoch, capture, traceback, below_same);
-    t.captures.insert(epoch, hash, capture, traceback);
+    if (cached) t.captures.insert(epoch, hash, capture, traceback);
   }
   return traceback;
 }

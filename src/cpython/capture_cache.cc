@@ -44,18 +44,28 @@ void CaptureCache::start_generation(std::uint64_t epoch) noexcept {
 std::uint32_t CaptureCache::find(std::uint64_t epoch, std::uint64_t hash,
                                  const Capture& capture) noexcept {
   if (epoch != epoch_) start_generation(epoch);
-  if (entries_ == 0) return kAbsent;
-  const std::uint32_t mask = capacity_ - 1;
-  for (std::uint32_t i = static_cast<std::uint32_t>(hash) & mask;; i = (i + 1) & mask) {
-    const Slot& slot = slots_[i];
-    if (!live(slot)) return kAbsent;
-    if (slot.hash == hash && slot.count == static_cast<std::uint32_t>(capture.count) &&
-        slot.live == static_cast<std::uint32_t>(capture.key.live) &&
-        slot.token == capture.key.token && slot.total == capture.total &&
-        same_raw_frames(&pool_[slot.first], capture.frames, capture.key.live)) {
-      return slot.traceback;
+  if (entries_ != 0) {
+    const std::uint32_t mask = capacity_ - 1;
+    for (std::uint32_t i = static_cast<std::uint32_t>(hash) & mask;; i = (i + 1) & mask) {
+      const Slot& slot = slots_[i];
+      if (!live(slot)) break;
+      if (slot.hash == hash && slot.count == static_cast<std::uint32_t>(capture.count) &&
+          slot.live == static_cast<std::uint32_t>(capture.key.live) &&
+          slot.token == capture.key.token && slot.total == capture.total &&
+          same_raw_frames(&pool_[slot.first], capture.frames, capture.key.live)) {
+        misses_in_a_row_ = 0;
+        next_skip_ = 1;
+        return slot.traceback;
+      }
     }
   }
+  if (++misses_in_a_row_ >= kMissRun) {
+    // After a skip, a few misses in a row are enough to skip again.
+    misses_in_a_row_ = kMissRun - kMissesAfterSkip;
+    skip_left_ = next_skip_;
+    next_skip_ = std::min(next_skip_ * 2, kMaxSkip);
+  }
+  return kAbsent;
 }
 
 bool CaptureCache::grow() noexcept {
@@ -114,6 +124,9 @@ void CaptureCache::release() noexcept {
   pool_capacity_ = 0;
   pool_used_ = 0;
   epoch_ = 0;
+  misses_in_a_row_ = 0;
+  skip_left_ = 0;
+  next_skip_ = 1;
 }
 
 std::size_t CaptureCache::memory_bytes() const noexcept {

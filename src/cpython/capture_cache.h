@@ -58,6 +58,19 @@ class CaptureCache {
 
   static std::uint64_t hash(const Capture& capture) noexcept;
 
+  // Whether to look this capture up at all. After kMissRun misses in a row
+  // the cache is skipped for a while (1, 2, 4 ... kMaxSkip captures, while
+  // the kMissesAfterSkip lookups after each skip keep missing; a hit ends
+  // the skipping): a program that makes each object under a stack of
+  // its own (fibonacci(22)'s coroutines, nframe=25) never hits, and hashing,
+  // probing and copying every stack into a pool that wraps every few
+  // thousand stacks cost it more than resolving them did.
+  bool worth_trying() noexcept {
+    if (skip_left_ == 0) return true;
+    --skip_left_;
+    return false;
+  }
+
   // The traceback id of this capture in `epoch`, or kAbsent.
   std::uint32_t find(std::uint64_t epoch, std::uint64_t hash, const Capture& capture) noexcept;
 
@@ -75,6 +88,9 @@ class CaptureCache {
   static constexpr std::uint32_t kInitialSlots = 256;
   static constexpr std::uint32_t kMaxEntries = 16 * 1024;
   static constexpr std::uint32_t kMaxPoolFrames = 128 * 1024;  // 2 MiB of frames
+  static constexpr std::uint32_t kMissRun = 64;
+  static constexpr std::uint32_t kMissesAfterSkip = 4;
+  static constexpr std::uint32_t kMaxSkip = 1024;
 
   struct Slot {
     std::uint64_t hash;
@@ -99,6 +115,9 @@ class CaptureCache {
   std::uint32_t pool_used_ = 0;
   std::uint32_t generation_ = 1;  // slots start at generation 0: empty
   std::uint64_t epoch_ = 0;
+  std::uint32_t misses_in_a_row_ = 0;
+  std::uint32_t skip_left_ = 0;
+  std::uint32_t next_skip_ = 1;
 };
 
 }  // namespace heapscope::cpython
