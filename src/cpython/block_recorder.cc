@@ -97,9 +97,8 @@ struct LastCapture {
   // only stacks whose code objects the resolver knows are kept.
   std::uint64_t resolved_epoch = 0;
   unsigned resolved_total = 0;
-  int resolved_count = 0;
   std::vector<hs_raw_frame> resolved_frames;
-  std::vector<std::uint32_t> resolved_ids;
+  std::vector<std::uint32_t> resolved_ids;  // one per resolved frame
 
   // Sets ids[i] for each frame of `captured` that the last resolved stack
   // held at the same depth, and core::kNoId for the others.
@@ -111,6 +110,7 @@ struct LastCapture {
     int to = 0;
     if (resolved_epoch == now) {
       from = static_cast<int>(std::clamp<long>(-shift, 0, count));
+      const auto resolved_count = static_cast<long>(resolved_frames.size());
       to = static_cast<int>(std::clamp<long>(resolved_count - shift, from, count));
     }
     std::fill(ids, ids + from, core::kNoId);
@@ -132,7 +132,6 @@ struct LastCapture {
     }
     resolved_epoch = now;
     resolved_total = captured.total;
-    resolved_count = captured.count;
   }
 
   LastCapture() = default;
