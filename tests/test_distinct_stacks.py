@@ -14,6 +14,7 @@ import sys
 import pytest
 
 import heapscope
+from python_frames import python_depth, python_lines
 
 
 @pytest.fixture(autouse=True)
@@ -25,14 +26,7 @@ def tracing_off_before_and_after():
 
 def python_stack(frame, limit):
     """(total frames, (filename, line) of the first `limit`) as Python shows them."""
-    frames = []
-    total = 0
-    while frame is not None:
-        if len(frames) < limit:
-            frames.append((frame.f_code.co_filename, frame.f_lineno))
-        total += 1
-        frame = frame.f_back
-    return total, tuple(frames)
+    return python_depth(frame), python_lines(frame, limit)
 
 
 class Recorder:

@@ -16,6 +16,7 @@ import threading
 import pytest
 
 import heapscope
+from python_frames import python_depth, python_lines
 
 
 @pytest.fixture(autouse=True)
@@ -25,24 +26,10 @@ def tracing_off_before_and_after():
     heapscope.stop()
 
 
-def python_depth(frame):
-    """The depth Python shows from `frame`: what total_nframe counts."""
-    depth = 0
-    while frame is not None:
-        depth += 1
-        frame = frame.f_back
-    return depth
-
-
 def python_callers(frame, limit):
     """(filename, line) of up to `limit` frames below `frame`, as Python
     shows them: what a traceback holds after its first frame."""
-    callers = []
-    frame = frame.f_back
-    while frame is not None and len(callers) < limit:
-        callers.append((frame.f_code.co_filename, frame.f_lineno))
-        frame = frame.f_back
-    return tuple(callers)
+    return python_lines(frame.f_back, limit)
 
 
 class Plan:
