@@ -13,6 +13,7 @@ instructions under two builds with callgrind, e.g.
     PYTHONPATH=BUILD valgrind --tool=callgrind python3.11 benchmarks/cyclic_stacks.py 1000 40
 """
 
+import argparse
 import sys
 
 import heapscope
@@ -31,17 +32,24 @@ def allocate():
     return [1, 2]
 
 
+def positive(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {value}")
+    return value
+
+
 def main(argv):
-    traced = argv[2:] != ["untraced"]
-    counts = argv[:2]
-    if len(argv) not in (2, 3) or argv[2:] not in ([], ["untraced"]) or not all(
-            a.isdigit() and int(a) > 0 for a in counts):
-        raise SystemExit("usage: cyclic_stacks.py FUNCTIONS ROUNDS [untraced]"
-                         " (two positive integers)")
-    functions = [recursive_function(k) for k in range(int(argv[0]))]
-    if traced:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("functions", type=positive, help="distinct recursive functions")
+    parser.add_argument("rounds", type=positive, help="calls of each, in turn")
+    parser.add_argument("untraced", nargs="?", choices=["untraced"],
+                        help="run without heapscope, for the baseline")
+    args = parser.parse_args(argv)
+    functions = [recursive_function(k) for k in range(args.functions)]
+    if args.untraced is None:
         heapscope.start(25)
-    for _ in range(int(argv[1])):
+    for _ in range(args.rounds):
         for function in functions:
             function(8, allocate)
     heapscope.stop()
