@@ -4,8 +4,9 @@ Allocates at least 2M live blocks from 1000 distinct source lines, under each
 tracer in turn (same process, same objects), and times every snapshot
 operation (the snapshots are taken while tracing, the rest runs after stop(),
 which favours CPython: its analysis is much slower while tracing): take_snapshot, statistics('lineno'), statistics('filename',
-cumulative=True), statistics('traceback'), compare_to, filter_traces, dump
-and load. Prints one markdown table per traceback limit with the ratio
+cumulative=True), statistics('traceback'), compare_to, filter_traces,
+statistics of a snapshot on a plain list of raw traces (first call and a
+repeat), dump and load. Prints one markdown table per traceback limit with the ratio
 CPython / heapscope and the file sizes.
 
     python benchmarks/snapshot_scale.py                  # nframe 1 and 25
@@ -79,6 +80,16 @@ def measure(module, nframe, per_line, depth, tmpdir):
                    module.Filter(False, '<unknown>'),
                    module.Filter(True, '*generated*', all_frames=True)]
         results['filter_traces'], kept = timed(lambda: new.filter_traces(filters))
+        # A snapshot on a plain list of raw traces (what a pickle loads, or
+        # what user code builds): heapscope converts the list on the first
+        # analysis and reuses the conversion while the list holds the same
+        # trace objects, which it checks on every call.
+        on_list = module.Snapshot(list(new.traces._traces), new.traceback_limit)
+        results["list: statistics('lineno'), first"], _ = timed(
+            lambda: on_list.statistics('lineno'))
+        results["list: statistics('lineno'), again"], _ = timed(
+            lambda: on_list.statistics('lineno'))
+        del on_list
         path = os.path.join(tmpdir, '%s-%d.snapshot' % (module.__name__, nframe))
         results['dump'], _ = timed(lambda: new.dump(path))
         results['load'], loaded = timed(lambda: module.Snapshot.load(path))

@@ -15,7 +15,7 @@ import tracemalloc as cpython
 
 heapscope = pytest.importorskip('heapscope')
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fuzz'))
-from snapshot_file import HEADER, MAGIC, checksum  # noqa: E402
+from snapshot_file import HEADER, MAGIC, checksum, exercise  # noqa: E402
 
 KEY_MODES = [('traceback', False), ('lineno', False), ('filename', False),
              ('lineno', True), ('filename', True)]
@@ -252,3 +252,126 @@ def test_the_fuzzers_regression_inputs_are_refused(tmp_path):
     for name in sorted(os.listdir(corpus)):
         if name.startswith('regress-'):
             load_error(os.path.join(corpus, name))
+
+
+# --- round trips, and files that load but could not be analysed -----------
+
+def sampled_snapshot(traces, interval=524288, limit=5):
+    core = heapscope._heapscope._core_from_raw(traces, interval)
+    assert core is not None
+    return heapscope._snapshot._snapshot_on(core, limit)
+
+
+def usable(snapshot):
+    exercise(snapshot, heapscope)
+
+
+HUGE_EXACT = [(0, 2 ** 63 - 1, (('a.py', 1),), 1), (0, 2 ** 64 - 1, (('a.py', 1), ('b.py', 2)), 2),
+              (1, 2 ** 63, (('b.py', 2),), 1)]
+HUGE_SAMPLED = [(0, 2 ** 50, (('a.py', 1),), 1), (0, 1, (('b.py', 2),) * 100, 100)]
+
+
+@pytest.mark.parametrize('kind', ['exact', 'sampled', 'empty exact', 'empty sampled',
+                                  'huge exact', 'huge sampled', 'deep sampled'])
+def test_what_dump_writes_load_reads(tmp_path, kind):
+    snapshot = {
+        'exact': lambda: heapscope.Snapshot(raw_traces(), 7),
+        'sampled': lambda: sampled_snapshot(raw_traces()),
+        'empty exact': lambda: heapscope.Snapshot([], 1),
+        'empty sampled': lambda: sampled_snapshot([]),
+        'huge exact': lambda: heapscope.Snapshot(HUGE_EXACT, 3),
+        'huge sampled': lambda: sampled_snapshot(HUGE_SAMPLED, 2 ** 40),
+        'deep sampled': lambda: sampled_snapshot(
+            [(0, 64, tuple(('f%d.py' % i, i) for i in range(1000)), 5000)], 1024),
+    }[kind]()
+    snapshot.dump(tmp_path / 'snap')
+    loaded = heapscope.Snapshot.load(tmp_path / 'snap')
+    assert loaded.sample_interval == snapshot.sample_interval
+    assert loaded.traceback_limit == snapshot.traceback_limit
+    assert loaded.traces == snapshot.traces
+    for mode in KEY_MODES:
+        assert shown(loaded.statistics(*mode)) == shown(snapshot.statistics(*mode))
+        assert shown(loaded.compare_to(snapshot, *mode)) == shown(
+            snapshot.compare_to(snapshot, *mode))
+    usable(loaded)
+
+
+@pytest.mark.parametrize('name', ['with space.hsnap', 'caf\u00e9 \u2603.hsnap', 'new\nline',
+                                  '-starts-with-dash', '.hidden', 'no-extension', "quote'\"s"])
+@pytest.mark.parametrize('as_type', [str, bytes, 'path'])
+def test_odd_filenames_round_trip(tmp_path, name, as_type):
+    path = tmp_path / name
+    path = {str: str, bytes: os.fsencode, 'path': lambda p: p}[as_type](path)
+    for snapshot in (heapscope.Snapshot(raw_traces(20), 2), sampled_snapshot(raw_traces(20))):
+        snapshot.dump(path)
+        loaded = heapscope.Snapshot.load(path)
+        assert loaded.traces == snapshot.traces
+        assert loaded.sample_interval == snapshot.sample_interval
+
+
+def sampled_payload(interval, sizes, depth=1):
+    frames = tuple((0, 2 * k) for k in range(depth))
+    return varint(interval) + payload(frames=frames, tracebacks=((depth, tuple(range(depth))),),
+                                      traces=tuple((0, size, 0) for size in sizes))
+
+
+@pytest.mark.parametrize('interval, sizes, depth', [
+    (524288, [2 ** 63 - 5], 1),             # the fuzzer's find: one block near 2^63
+    (524288, [2 ** 64 - 1], 1),
+    (524288, [2 ** 62, 2 ** 62], 1),         # each fits, their sum does not
+    (2 ** 64 - 1, [1], 1),                   # one block standing for 2^64 blocks
+    (4096, [2 ** 56], 64),                   # counted once per frame: 2^62
+])
+def test_a_sampled_file_whose_estimates_cannot_be_computed_is_refused_at_load(
+        tmp_path, interval, sizes, depth):
+    message = load_error(write(tmp_path, encoded(sampled_payload(interval, sizes, depth),
+                                                 flags=1)))
+    assert 'estimated' in message and '2^61' in message
+
+
+def test_a_sampled_file_just_within_the_bounds_loads_and_is_usable(tmp_path):
+    loaded = heapscope.Snapshot.load(write(tmp_path, encoded(
+        sampled_payload(524288, [2 ** 60, 2 ** 59, 2 ** 58], 1), flags=1)))
+    assert loaded.sample_interval == 524288
+    usable(loaded)
+
+
+def test_a_sample_beyond_the_bounds_is_never_built_nor_written(tmp_path):
+    assert heapscope._heapscope._core_from_raw([(0, 2 ** 63 - 5, (('a.py', 1),), 1)],
+                                               524288) is None
+    exact = heapscope.Snapshot([(0, 2 ** 63 - 5, (('a.py', 1),), 1)], 1)
+    exact.dump(tmp_path / 'exact')  # an exact snapshot sums in Python's ints
+    usable(heapscope.Snapshot.load(tmp_path / 'exact'))
+
+
+def test_every_corpus_file_that_loads_is_usable():
+    corpus = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fuzz', 'corpus')
+    loaded = 0
+    for name in sorted(os.listdir(corpus)):
+        try:
+            snapshot = heapscope.Snapshot.load(os.path.join(corpus, name))
+        except heapscope.SnapshotFileError:
+            continue
+        usable(snapshot)
+        loaded += 1
+    assert loaded >= 5
+
+
+@pytest.mark.parametrize('data', [b'hello world\n', b'Memo', bytes(100), b'{"json": 1}',
+                                  b'\x89PNG\r\n\x1a\n' + bytes(30), b'h' + bytes(200)])
+def test_a_file_of_neither_format_says_so(tmp_path, data):
+    message = load_error(write(tmp_path, data))
+    assert 'neither a heapscope snapshot nor a tracemalloc pickle' in message
+    assert 'Memo' not in message.split('(it starts with')[0]
+
+
+def test_an_endless_file_of_neither_format_is_refused_without_reading_it():
+    if not os.path.exists('/dev/zero'):
+        pytest.skip('no /dev/zero on this system')
+    assert 'neither' in load_error('/dev/zero')
+
+
+def test_a_damaged_pickle_still_names_the_pickle_problem(tmp_path):
+    data = pickle.dumps(cpython.Snapshot(raw_traces(5), 1), 2)
+    message = load_error(write(tmp_path, data[:60]))
+    assert 'not a readable tracemalloc pickle' in message

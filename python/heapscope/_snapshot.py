@@ -212,9 +212,16 @@ _GROUP_KEYS = {
 }
 
 
-# id(_Traces) -> (its raw traces, their length, the C++ snapshot or None).
-# Kept outside the object: _Traces must keep CPython's attributes and pickle
-# state. An entry goes when its _Traces is collected.
+# id(_Traces) -> (its raw traces, the trace objects they held when
+# converted, the C++ snapshot or None). Kept outside the object: _Traces must
+# keep CPython's attributes and pickle state. An entry goes when its _Traces
+# is collected.
+#
+# A list of raw traces can be changed in place (an item replaced, the list
+# sorted, cut or extended): the entry is used only while the list still
+# holds the very same trace objects in the same order, checked in C++ by
+# identity. The copy keeps those objects alive, so an identical address
+# always means the same (immutable) trace tuple.
 _CORES = {}
 
 
@@ -227,12 +234,14 @@ def _core_of(traces):
         return None
     key = id(traces)
     cached = _CORES.get(key)
-    if cached is not None and cached[0] is raw and cached[1] == len(raw):
+    if cached is not None and cached[0] is raw and _native._same_items(cached[1], raw):
         return cached[2]
-    core = _native._core_from_raw(raw)
+    # A tuple cannot change: it is its own record of what was converted.
+    converted = raw if type(raw) is tuple else list(raw)
+    core = _native._core_from_raw(converted)
     if cached is None:
         weakref.finalize(traces, _CORES.pop, key, None)
-    _CORES[key] = (raw, len(raw), core)
+    _CORES[key] = (raw, converted, core)
     return core
 
 
@@ -361,10 +370,18 @@ class Snapshot:
         file. Any problem raises pickle.UnpicklingError naming it.
         """
         with open(filename, 'rb') as fp:
-            data = fp.read()
-        if not data:
-            raise SnapshotFileError('cannot load a snapshot from %s: the file is empty'
-                                    % (filename,))
+            # The first bytes tell whether the file can be either format:
+            # anything else is refused before the rest is read (a device
+            # such as /dev/zero would never end).
+            data = fp.read(len(_FILE_MAGIC))
+            if not data:
+                raise SnapshotFileError('cannot load a snapshot from %s: the file is empty'
+                                        % (filename,))
+            if not _may_be_snapshot(data):
+                raise SnapshotFileError(
+                    'cannot load a snapshot from %s: the file is neither a heapscope snapshot '
+                    'nor a tracemalloc pickle (it starts with %r)' % (filename, data))
+            data += fp.read()
         if data.startswith(_FILE_MAGIC):
             if _native is None:
                 raise SnapshotFileError('cannot load a snapshot from %s: reading '
@@ -506,10 +523,18 @@ def _check_same_kind(new, old):
     estimate beside a count: refuse it, saying why."""
     new_interval, old_interval = new.sample_interval, old.sample_interval
     if bool(new_interval) != bool(old_interval):
-        def kind(interval):
-            return 'sampled (every %d bytes)' % interval if interval else 'exact'
-        raise ValueError('cannot compare a %s snapshot with a %s one: take both '
-                         'snapshots in the same mode' % (kind(new_interval), kind(old_interval)))
+        raise ValueError(_mixed_kinds_message(new_interval, old_interval))
+
+
+def _snapshot_kind(interval):
+    return 'a sampled (every %d bytes)' % interval if interval else 'an exact'
+
+
+def _mixed_kinds_message(new_interval, old_interval):
+    """Why two snapshots of different kinds cannot be compared (the
+    command line says the same)."""
+    return ('cannot compare %s snapshot with %s one: take both snapshots in the '
+            'same mode' % (_snapshot_kind(new_interval), _snapshot_kind(old_interval)))
 
 
 def _refuse_unweighted(snapshot):
@@ -529,6 +554,20 @@ class SnapshotFileError(pickle.UnpicklingError):
 
 # The first bytes of heapscope's snapshot format (src/core/snapshot/file_format.h)
 _FILE_MAGIC = b'\x89HSNAP\r\n'
+
+
+# The opcodes a pickle of a Snapshot can start with: PROTO (protocols 2 and
+# up), GLOBAL (copyreg._reconstructor, protocols 0 and 1) and MARK (INST,
+# OBJ). Any other first byte cannot begin such a pickle.
+_PICKLE_STARTS = (b'\x80', b'c', b'(')
+
+
+def _may_be_snapshot(head):
+    """Whether a file starting with these bytes may be heapscope's format or
+    a pickle of a snapshot."""
+    if head.startswith(_FILE_MAGIC) or _FILE_MAGIC.startswith(head):
+        return True
+    return head[:1] in _PICKLE_STARTS
 
 
 def _encode(snapshot):

@@ -179,10 +179,28 @@ snap::KeyType key_type_from(const std::string& name) {
   throw nb::value_error("unknown key_type");
 }
 
-// A confidence interval as whole units: (floor(low), ceil(high)).
+// A confidence interval as whole units: (floor(low), ceil(high)), as Python
+// ints of any size (an upper bound can pass int64 where the estimate does
+// not; an infinite or NaN bound raises rather than wrapping).
 nb::object bounds(const std::optional<core::sampling::Bounds>& b) {
-  return nb::make_tuple(static_cast<long long>(std::floor(b->low)),
-                        static_cast<long long>(std::ceil(b->high)));
+  return nb::make_tuple(steal_or_throw(PyLong_FromDouble(std::floor(b->low))),
+                        steal_or_throw(PyLong_FromDouble(std::ceil(b->high))));
+}
+
+// Whether two sequences hold the very same objects in the same order: how
+// the Python layer tells that a list of raw traces it converted is unchanged
+// (trace tuples are immutable, so the same tuples mean the same traces).
+bool same_items(nb::handle a, nb::handle b) {
+  nb::object fa = steal_or_throw(PySequence_Fast(a.ptr(), "not a sequence"));
+  nb::object fb = steal_or_throw(PySequence_Fast(b.ptr(), "not a sequence"));
+  const Py_ssize_t n = PySequence_Fast_GET_SIZE(fa.ptr());
+  if (n != PySequence_Fast_GET_SIZE(fb.ptr())) return false;
+  PyObject** ia = PySequence_Fast_ITEMS(fa.ptr());
+  PyObject** ib = PySequence_Fast_ITEMS(fb.ptr());
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    if (ia[i] != ib[i]) return false;
+  }
+  return true;
 }
 
 // (frames, size, count) per statistic, sorted, with (size_ci, count_ci)
@@ -345,6 +363,9 @@ nb::object core_from_raw(nb::handle raw, std::uint64_t sample_interval) {
   }
   s.tables = builder.finish();
   s.sample_interval = sample_interval;
+  // A sample whose estimates would not fit the analysis is refused here, as
+  // a file holding it is refused at load.
+  if (!snap::sampled_estimates_problem(s).empty()) return nb::none();
   return nb::cast(SnapshotCore::wrap(std::move(s)));
 }
 
@@ -388,10 +409,14 @@ void register_snapshot_binding(nb::module_& m) {
           "dump",
           [](const SnapshotCore& core, std::int64_t traceback_limit) {
             std::string bytes;
+            std::string problem;
             {
               nb::gil_scoped_release release;
-              bytes = snap::encode(*core.data, traceback_limit);
+              // Never write a file that load() would refuse.
+              problem = snap::sampled_estimates_problem(*core.data);
+              if (problem.empty()) bytes = snap::encode(*core.data, traceback_limit);
             }
+            if (!problem.empty()) throw nb::value_error(("cannot write this snapshot: " + problem).c_str());
             return nb::bytes(bytes.data(), bytes.size());
           },
           "Our snapshot file format, as bytes.");
@@ -423,6 +448,12 @@ void register_snapshot_binding(nb::module_& m) {
                               decoded.traceback_limit);
       },
       "(core, traceback_limit) from our file format; ValueError naming the problem.");
+  m.def("_same_items", &same_items, nb::arg("a"), nb::arg("b"),
+        "Whether two lists or tuples hold the same objects (by identity) in the same order.");
+  m.def(
+      "_quiet_leak_warnings", [] { nb::set_leak_warnings(false); },
+      "Silence nanobind's report of instances still alive at exit (for when daemon threads "
+      "still hold some, which is no leak).");
   m.def(
       "_pickle_bounds_problem",
       [](nb::bytes data) {

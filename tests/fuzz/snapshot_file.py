@@ -1,5 +1,6 @@
 """heapscope's snapshot file header and checksum in Python, for crafting
-test and fuzz inputs (src/core/snapshot/file_format.{h,cc} is the real one)."""
+test and fuzz inputs (src/core/snapshot/file_format.{h,cc} is the real one),
+and what every snapshot that loads must then survive."""
 
 import struct
 
@@ -31,3 +32,24 @@ def with_valid_checksum(data):
     magic, version, flags, limit, _, _ = HEADER.unpack_from(data)
     payload = data[HEADER.size:]
     return HEADER.pack(magic, version, flags, limit, len(payload), checksum(payload)) + payload
+
+
+KEY_MODES = [('traceback', False), ('lineno', False), ('filename', False),
+             ('lineno', True), ('filename', True)]
+
+
+def exercise(snapshot, heapscope):
+    """Run everything a loaded snapshot offers once: a file that load()
+    accepts must never fail later (statistics in every mode, compare_to,
+    filter_traces, the traces themselves)."""
+    for mode in KEY_MODES:
+        snapshot.statistics(*mode)
+        snapshot.compare_to(snapshot, *mode)
+    kept = snapshot.filter_traces([heapscope.Filter(False, 'a.py'),
+                                   heapscope.Filter(True, '*', all_frames=True)])
+    kept.statistics('filename', True)
+    kept.compare_to(snapshot, 'lineno')
+    snapshot.compare_to(kept, 'traceback')
+    snapshot.filter_traces([heapscope.DomainFilter(False, 0)]).statistics('traceback')
+    for trace in snapshot.traces:
+        trace.traceback

@@ -210,6 +210,32 @@ int three_way(T a, T b) {
 
 }  // namespace
 
+std::string sampled_estimates_problem(const Snapshot& snap) {
+  if (snap.sample_interval == 0) return {};
+  constexpr double kLimit = 0x1.0p61;
+  double size_bound = 0, count_bound = 0;
+  for (std::size_t i = 0; i < snap.size(); ++i) {
+    const double p = sampling::inclusion_probability(snap.sizes[i], snap.sample_interval);
+    const auto depth = static_cast<double>(snap.tables->traceback(snap.tracebacks[i]).size());
+    // max(depth, 1): an empty traceback still counts once in a 'lineno' group
+    const double times = depth > 1 ? depth : 1;
+    size_bound += times * static_cast<double>(snap.sizes[i]) / p;
+    count_bound += times / p;
+  }
+  // `!(x <= limit)` also refuses NaN (p = 0 cannot happen: sizes count as
+  // at least one byte).
+  if (!(size_bound <= kLimit)) {
+    return "the estimated sizes of this sampled snapshot exceed 2^61 bytes (its largest block: " +
+           std::to_string(*std::max_element(snap.sizes.begin(), snap.sizes.end())) +
+           " bytes)";
+  }
+  if (!(count_bound <= kLimit)) {
+    return "the estimated block counts of this sampled snapshot exceed 2^61 (sampling interval " +
+           std::to_string(snap.sample_interval) + " bytes)";
+  }
+  return {};
+}
+
 std::vector<StatRow> statistics(const Snapshot& snap, KeyType key_type, bool cumulative) {
   std::vector<Group> groups = group(snap, key_type, cumulative);
   std::vector<StatRow> rows;

@@ -59,6 +59,17 @@ struct DiffRow {
   std::optional<sampling::Bounds> count_diff_ci{};
 };
 
+// Why the analysis of this sampled snapshot could fail, or an empty string
+// when every statistics() and compare() of it (and of any snapshot filtered
+// from it) is computable. The bound: each estimate of a group is a sum over
+// its traces of size / p (or 1 / p), a trace counted at most once per frame
+// of its traceback (cumulative mode), so the sum over all traces of depth x
+// size / p bounds every group's estimate; at most 2^61 for sizes and counts,
+// estimates fit the 2^62 that `statistics` rounds into, and a difference of
+// two of them fits int64. Exact snapshots always return empty: their sums
+// fall back to Python's unbounded ints.
+std::string sampled_estimates_problem(const Snapshot& snap);
+
 // Sorted as Snapshot.statistics sorts: (size, count, traceback), descending.
 std::vector<StatRow> statistics(const Snapshot& snap, KeyType key_type, bool cumulative);
 

@@ -4,6 +4,7 @@
 #include <string>
 #include <unordered_set>
 
+#include "core/snapshot/analysis.h"
 #include "core/snapshot/fnmatch.h"
 
 namespace heapscope::core::snapshot {
@@ -277,6 +278,9 @@ std::string decode(std::string_view bytes, Decoded* out) {
     snap.tables = std::move(tables);
     if (std::string problem = snap.tables->validate(); !problem.empty()) throw Corrupt{problem};
     if (std::string problem = snap.validate(); !problem.empty()) throw Corrupt{problem};
+    // A file that loads must never fail later in statistics or compare_to.
+    if (std::string problem = sampled_estimates_problem(snap); !problem.empty())
+      throw Corrupt{problem};
     out->snapshot = std::move(snap);
     out->traceback_limit = traceback_limit;
     return {};
