@@ -6,20 +6,11 @@ heapscope. The functions below keep the standard module's names, arguments,
 results and error messages; the tracing itself happens in ``_heapscope``.
 """
 
+import atexit
 import linecache  # noqa: F401  (Traceback.format reads source through heapscope.linecache)
 import sys
 
 from . import _heapscope
-from ._heapscope import (
-    _get_object_traceback,
-    clear_traces,
-    get_traceback_limit,
-    get_traced_memory,
-    get_tracemalloc_memory,
-    is_tracing,
-    reset_peak,
-    stop,
-)
 from ._filters import BaseFilter, DomainFilter, Filter, _normalize_filename
 from ._frames import Frame, Trace, Traceback, _format_size, _RawTraces, _Traces
 from ._snapshot import (
@@ -31,6 +22,50 @@ from ._snapshot import (
 )
 
 __version__ = "0.1.0"
+
+
+# The standard module's functions are C builtins that reject extra
+# arguments with CPython's own messages; nanobind's functions would raise
+# the same TypeError with a message listing C++ overloads, and reject None
+# where the standard module accepts any object. These wrappers give the
+# standard module's behaviour and messages (its module name aside).
+def _without_arguments(function):
+    name = function.__name__
+
+    def wrapper(*args, **kwargs):
+        if kwargs:
+            raise TypeError('heapscope.%s() takes no keyword arguments' % name)
+        if args:
+            raise TypeError('heapscope.%s() takes no arguments (%d given)' % (name, len(args)))
+        return function()
+
+    wrapper.__name__ = wrapper.__qualname__ = name
+    wrapper.__doc__ = function.__doc__
+    return wrapper
+
+
+stop = _without_arguments(_heapscope.stop)
+is_tracing = _without_arguments(_heapscope.is_tracing)
+clear_traces = _without_arguments(_heapscope.clear_traces)
+get_traceback_limit = _without_arguments(_heapscope.get_traceback_limit)
+get_traced_memory = _without_arguments(_heapscope.get_traced_memory)
+get_tracemalloc_memory = _without_arguments(_heapscope.get_tracemalloc_memory)
+reset_peak = _without_arguments(_heapscope.reset_peak)
+
+
+def _get_object_traceback(*args, **kwargs):
+    """The raw frames, most recent first, where the object was allocated,
+    or None when it is untraced."""
+    if kwargs:
+        raise TypeError('heapscope._get_object_traceback() takes no keyword arguments')
+    if len(args) != 1:
+        raise TypeError('heapscope._get_object_traceback() takes exactly one argument '
+                        '(%d given)' % len(args))
+    if args[0] is None:
+        # None is a static object, never allocated by Python's allocators;
+        # nanobind refuses it as an argument.
+        return None
+    return _heapscope._get_object_traceback(args[0])
 
 
 def start(*args, sample_interval=None, **kwargs):
@@ -96,7 +131,9 @@ def take_snapshot():
     """A Snapshot of the traces of the memory blocks allocated by Python."""
     # Looked up as module globals on purpose: code that patches
     # is_tracing, get_traceback_limit or _get_traces changes the snapshot.
-    module = sys.modules[__name__]
+    # During interpreter shutdown (a __del__ taking a snapshot) sys.modules
+    # may no longer name the module: the module object itself is used.
+    module = sys.modules.get(__name__) or _THIS_MODULE
     if not module.is_tracing():
         raise RuntimeError(
             "the tracemalloc module must be tracing memory allocations to take a snapshot"
@@ -124,3 +161,28 @@ def dropped_traces():
     """How many blocks went untraced because the tracer ran out of memory
     for its tables (the standard module aborts the process instead)."""
     return _heapscope._dropped_traces()
+
+
+# The module itself, for take_snapshot() once sys.modules has been emptied
+# at interpreter shutdown.
+_THIS_MODULE = sys.modules[__name__]
+
+
+def _quiet_leak_warnings_at_exit() -> None:
+    """At exit, daemon threads may still hold heapscope objects (a snapshot,
+    a trace): the interpreter never frees them, and nanobind would report
+    them as "leaked instances" though nothing leaked. Its report stays on
+    when no other thread is left, where it can point at a real leak."""
+    # sys._current_frames() also sees threads started with _thread, which
+    # threading.enumerate() does not list.
+    others = len(sys._current_frames()) > 1
+    threading = sys.modules.get('threading')
+    if threading is not None:
+        main = threading.main_thread()
+        others = others or any(thread is not main and thread.is_alive()
+                               for thread in threading.enumerate())
+    if others:
+        _heapscope._quiet_leak_warnings()
+
+
+atexit.register(_quiet_leak_warnings_at_exit)
