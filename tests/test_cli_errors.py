@@ -4,6 +4,7 @@ cannot be written - are one line on stderr and a non-zero exit status,
 never a traceback of ours. (docs/cli.md lists the statuses.)"""
 
 import os
+import pickle
 import subprocess
 import sys
 
@@ -49,13 +50,24 @@ def bad_files(tmp_path, good):
     files['empty'].write_bytes(b'')
     files['truncated'].write_bytes(data[:len(data) - 5])
     files['foreign'].write_text('these are not the blocks you are looking for\n')
+    files['binary'] = tmp_path / 'random.bin'
+    files['binary'].write_bytes(bytes(range(256)) * 4)
+    files['other pickle'] = tmp_path / 'list.pickle'
+    files['other pickle'].write_bytes(pickle.dumps([1, 2, 3]))
+    files['under a file'] = good / 'x.hsnap'
+    if os.path.exists('/dev/zero'):
+        files['endless'] = '/dev/zero'
     return files
 
 
-@pytest.mark.parametrize('kind', ['missing', 'empty', 'truncated', 'foreign', 'directory'])
+@pytest.mark.parametrize('kind', ['missing', 'empty', 'truncated', 'foreign', 'directory',
+                                  'binary', 'other pickle', 'under a file', 'endless'])
 @pytest.mark.parametrize('command', ['top', 'diff', 'report', 'export'])
 def test_an_unreadable_snapshot_is_one_line_naming_the_file(tmp_path, good, kind, command):
-    bad = bad_files(tmp_path, good)[kind]
+    files = bad_files(tmp_path, good)
+    if kind not in files:
+        pytest.skip('no /dev/zero on this system')
+    bad = files[kind]
     out = tmp_path / 'out'
     args = {'top': ['top', bad], 'diff': ['diff', good, bad],
             'report': ['report', bad, '-o', out],
@@ -142,3 +154,32 @@ def test_a_reader_that_goes_away_is_no_traceback(tmp_path):
     process.stdout.close()  # like `| head -1`
     _, stderr = process.communicate(timeout=TIMEOUT)
     assert b'Traceback' not in stderr and b'Exception ignored' not in stderr, stderr
+
+
+@pytest.fixture
+def sampled(tmp_path):
+    path = tmp_path / 'sampled.hsnap'
+    core = heapscope._heapscope._core_from_raw([(0, 64, (('a.py', 1),), 1)] * 3, 4096)
+    heapscope._snapshot._snapshot_on(core, 1).dump(str(path))
+    return path
+
+
+@pytest.mark.parametrize('order', ['exact first', 'sampled first'])
+@pytest.mark.parametrize('command', ['diff', 'report'])
+def test_comparing_an_exact_and_a_sampled_snapshot_is_a_user_error(tmp_path, good, sampled,
+                                                                   order, command):
+    old, new = (good, sampled) if order == 'exact first' else (sampled, good)
+    out = tmp_path / 'out.html'
+    args = (['diff', old, new] if command == 'diff'
+            else ['report', new, '--diff', old, '-o', out])
+    line = one_line_error(heapscope_cli(*args))
+    assert 'internal error' not in line
+    assert str(good) in line and str(sampled) in line
+    assert 'an exact snapshot' in line and 'a sampled snapshot, every 4096 bytes' in line
+    assert 'same mode' in line
+    assert not out.exists()
+
+
+def test_two_sampled_snapshots_still_compare(sampled):
+    result = heapscope_cli('diff', sampled, sampled)
+    assert result.returncode == 0, result.stderr

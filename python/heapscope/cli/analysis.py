@@ -61,6 +61,21 @@ def describe_filters(args):
     return 'blocks from %s%s' % (', '.join(parts), frames)
 
 
+def check_comparable(old_path, old, new_path, new):
+    """A sampled snapshot holds estimates, an exact one counts: comparing
+    them is a mistake in what was asked, said before comparing."""
+    if bool(old.sample_interval) == bool(new.sample_interval):
+        return
+
+    def kind(snapshot):
+        if snapshot.sample_interval:
+            return 'a sampled snapshot, every %d bytes' % snapshot.sample_interval
+        return 'an exact snapshot'
+
+    raise CliError('cannot compare %s (%s) with %s (%s): take both snapshots in the same mode'
+                   % (old_path, kind(old), new_path, kind(new)))
+
+
 def check_key(args):
     """The standard module's rule, said before any file is loaded."""
     if args.cumulative and args.key == 'traceback':

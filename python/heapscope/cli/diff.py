@@ -11,6 +11,7 @@ def main(args):
     with Progress() as progress:
         old = analysis.filtered(analysis.load(args.old, progress), args, progress)
         new = analysis.filtered(analysis.load(args.new, progress), args, progress)
+        analysis.check_comparable(args.old, old, args.new, new)
         progress.step('Comparing by %s' % args.key)
         diffs = new.compare_to(old, args.key, args.cumulative)
         old_total, new_total = analysis.totals(old), analysis.totals(new)

@@ -16,6 +16,7 @@ def main(args):
         old = None
         if args.diff is not None:
             old = analysis.filtered(analysis.load(args.diff, progress), args, progress)
+            analysis.check_comparable(args.diff, old, args.file, snapshot)
         progress.step('Writing %s' % args.output)
         try:
             html.write_report(snapshot, args.output, old=old, title=args.title,
