@@ -375,3 +375,9 @@ def test_a_damaged_pickle_still_names_the_pickle_problem(tmp_path):
     data = pickle.dumps(cpython.Snapshot(raw_traces(5), 1), 2)
     message = load_error(write(tmp_path, data[:60]))
     assert 'not a readable tracemalloc pickle' in message
+
+
+@pytest.mark.parametrize('length', [1, 3, 7])
+def test_a_file_cut_inside_the_magic_is_read_as_our_format(tmp_path, length):
+    message = load_error(write(tmp_path, MAGIC[:length]))
+    assert 'not a heapscope snapshot file' in message and 'pickle' not in message

@@ -382,7 +382,9 @@ class Snapshot:
                     'cannot load a snapshot from %s: the file is neither a heapscope snapshot '
                     'nor a tracemalloc pickle (it starts with %r)' % (filename, data))
             data += fp.read()
-        if data.startswith(_FILE_MAGIC):
+        # The magic, or a file too short to hold it: the format's reader
+        # names what is wrong.
+        if data.startswith(_FILE_MAGIC) or _FILE_MAGIC.startswith(data):
             if _native is None:
                 raise SnapshotFileError('cannot load a snapshot from %s: reading '
                                         "heapscope's format needs the compiled core"
