@@ -344,9 +344,9 @@ def test_compare_sampled_with_exact_is_refused():
     sampled = _sampled_snapshot()
     heapscope.start()
     exact = heapscope.take_snapshot()
-    with pytest.raises(ValueError, match='cannot compare a sampled .* with a exact'):
+    with pytest.raises(ValueError, match='cannot compare a sampled .* with an exact'):
         sampled.compare_to(exact, 'lineno')
-    with pytest.raises(ValueError, match='cannot compare a exact snapshot with a sampled'):
+    with pytest.raises(ValueError, match='cannot compare an exact snapshot with a sampled'):
         exact.compare_to(sampled, 'lineno')
 
 
