@@ -72,47 +72,25 @@ _CHILD = textwrap.dedent(
     # exercising heapscope, not the standard module.
     assert cpython_tests.tracemalloc is heapscope, cpython_tests.tracemalloc
 
-    class _ReadsHeapscope:
-        # TestCAPI stores blocks with _testcapi.tracemalloc_track/untrack,
-        # which call PyTraceMalloc_Track/Untrack through _testcapi's own
-        # relocation slots: those calls stay real, they are what is tested.
-        # It reads a block's traceback back with
-        # _PyTraceMalloc_GetTraceback(domain, ptr), which looks in CPython's
-        # own _tracemalloc tables (3.9-3.12: _testcapi.tracemalloc_get_traceback,
-        # 3.13: _testinternalcapi._PyTraceMalloc_GetTraceback); only that
-        # reader is pointed at heapscope's table, through
-        # heapscope._get_traceback(domain, ptr): the block's frames, most
-        # recent first, or None when heapscope does not trace it.
-        def __init__(self, real, reader_name):
-            self._real, self._reader_name = real, reader_name
-
-        def __getattr__(self, name):
-            if name == self._reader_name:
-                return self._get_traceback
-            return getattr(self._real, name)
-
-        @staticmethod
-        def _get_traceback(domain, ptr):
-            reader = getattr(heapscope, "_get_traceback", None)
-            if reader is None:
-                raise AssertionError(
-                    "heapscope has no _get_traceback(domain, ptr) to read a "
-                    "block's traceback back as _PyTraceMalloc_GetTraceback does"
-                )
-            return reader(domain, ptr)
-
-    for holder, reader_name in (
+    # TestCAPI stores blocks with _testcapi.tracemalloc_track/untrack and
+    # reads them back with _testcapi.tracemalloc_get_traceback (3.9-3.12) or
+    # _testinternalcapi._PyTraceMalloc_GetTraceback (3.13): C functions that
+    # call libpython's PyTraceMalloc_Track/Untrack and
+    # _PyTraceMalloc_GetTraceback through their own module's relocation
+    # slots, which heapscope diverts to itself while it traces. Nothing is
+    # substituted here; CPython's own module must not be tracing, so that a
+    # traceback read back can only have come from heapscope.
+    import _tracemalloc
+    assert not _tracemalloc.is_tracing()
+    for holder, function in (
+        ("_testcapi", "tracemalloc_track"),
+        ("_testcapi", "tracemalloc_untrack"),
         ("_testcapi", "tracemalloc_get_traceback"),
         ("_testinternalcapi", "_PyTraceMalloc_GetTraceback"),
     ):
-        real = getattr(cpython_tests, holder, None)
-        if real is not None and hasattr(real, reader_name):
-            setattr(cpython_tests, holder, _ReadsHeapscope(real, reader_name))
-    capi = getattr(cpython_tests, "_testcapi", None)
-    if capi is not None:
-        # Track/untrack must be _testcapi's own C functions, not stand-ins.
-        assert type(capi.tracemalloc_track).__name__ == "builtin_function_or_method"
-        assert type(capi.tracemalloc_untrack).__name__ == "builtin_function_or_method"
+        module = getattr(cpython_tests, holder, None)
+        if module is not None and hasattr(module, function):
+            assert type(getattr(module, function)).__name__ == "builtin_function_or_method"
 
     results_path, excluded = sys.argv[1], json.loads(sys.argv[2])
     for name, reason in excluded.items():
