@@ -270,6 +270,10 @@ void uninstall_hooks() {
   }
 }
 
+bool should_trace_block(std::size_t size, std::uintptr_t address) noexcept {
+  return should_record(size, reinterpret_cast<void*>(address));
+}
+
 void arm_probe() noexcept {
   disarm_probe();
   t_probe_saved_countdown = t_sampler.countdown();
