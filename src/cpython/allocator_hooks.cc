@@ -287,6 +287,7 @@ void disarm_probe() noexcept {
   t_sampler.set_countdown(t_probe_saved_countdown);
 }
 
+bool in_untraced_region() noexcept { return t_inside_hook; }
 void enter_untraced_region() noexcept { t_inside_hook = true; }
 void leave_untraced_region() noexcept { t_inside_hook = false; }
 

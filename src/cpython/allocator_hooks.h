@@ -30,6 +30,8 @@ void uninstall_hooks();
 // Marks the calling thread as inside a hook, so allocations it makes are
 // passed through untraced (used around fork, where the tables are locked).
 void enter_untraced_region() noexcept;
+// Whether the calling thread is inside a hook or an untraced region.
+bool in_untraced_region() noexcept;
 void leave_untraced_region() noexcept;
 
 // Whether a block the hooks did not see (PyTraceMalloc_Track) is to be

@@ -7,6 +7,7 @@
 
 #include <Python.h>
 
+#include "allocator_hooks.h"
 #include "block_recorder.h"
 #include "object_address.h"
 #include "tracer.h"
@@ -15,14 +16,19 @@ namespace heapscope::cpython {
 
 // Needs the GIL (object creation holds it).
 inline void retrace_if_reused(PyObject* obj) noexcept {
-  if (!is_tracing()) return;
+  // An object created by our own work (the frame capture's marks make a
+  // dict on 3.11) is neither traced nor retraced: no recursion.
+  if (!is_tracing() || in_untraced_region()) return;
   const std::uintptr_t block = block_address(obj);
   // Most objects are created right after their block was allocated and
   // traced with this very traceback: only reused blocks need the work.
   // In sampled mode almost no block is traced: the filter says so without
   // the lock.
-  if (take_last_recorded_block() != block && tracer().engine.may_be_traced(block))
+  if (take_last_recorded_block() != block && tracer().engine.may_be_traced(block)) {
+    enter_untraced_region();
     retrace_block(block);
+    leave_untraced_region();
+  }
 }
 
 }  // namespace heapscope::cpython
