@@ -445,3 +445,44 @@ def test_threads_track_and_allocate_while_start_and_stop_run(fixture_libs):
     )
     assert out["errors"] == []
     assert out["slots"] == 0
+
+
+_REUSE_BOTH = r"""
+import gc, json, sys
+import heapscope, tracemalloc
+first, second = (heapscope, tracemalloc) if sys.argv[1] == "heapscope_first" else (tracemalloc, heapscope)
+first.start(); second.start()
+gc.collect()   # empties the free lists of blocks neither traced
+def line():
+    return sys._getframe(1).f_lineno
+def where(module, obj):
+    tb = module.get_object_traceback(obj)
+    return None if tb is None else tb[0].lineno
+out = {}
+x = 1.25; y = x * 3.5; del y
+z = x * 9.5; out["both"] = [where(heapscope, z), where(tracemalloc, z), line()]
+first.stop()
+# CPython's stop() puts back the allocator it found, taking heapscope's
+# hooks out when heapscope started after it; is_tracing() puts them back
+# (and warns). Then empty the free lists of blocks allocated in between.
+import warnings
+warnings.simplefilter("ignore")
+heapscope.is_tracing()
+gc.collect()
+y = x * 4.5; del y
+w = x * 8.5; out["second_alone"] = [where(second, w), line()]
+second.stop()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("order", ["heapscope_first", "tracemalloc_first"])
+def test_both_tracers_redate_reused_objects(order):
+    child = subprocess.run([sys.executable, "-c", _REUSE_BOTH, order],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr
+    out = json.loads(child.stdout)
+    heapscope_line, tracemalloc_line, expected = out["both"]
+    assert heapscope_line == expected and tracemalloc_line == expected
+    got, expected = out["second_alone"]
+    assert got == expected
