@@ -486,3 +486,44 @@ def test_both_tracers_redate_reused_objects(order):
     assert heapscope_line == expected and tracemalloc_line == expected
     got, expected = out["second_alone"]
     assert got == expected
+
+
+def test_many_tracked_blocks_in_several_domains(fixture_libs):
+    # Enough blocks to grow the table of other domains several times, and
+    # removals in an order that shifts runs back: every survivor must stay
+    # findable, with its size, and the totals exact.
+    out = _run(
+        """
+        import random
+        lib = load("lazy", with_gil=True)
+        heapscope.start()
+        alive = {}
+        rng = random.Random(5)
+        for i in range(6000):
+            domain, address = 20 + i % 3, 64 * (i // 3 + 1)
+            assert lib.fixture_track(domain, address, i + 1) == 0
+            alive[(domain, address)] = i + 1
+        for key in rng.sample(sorted(alive), 4000):
+            assert lib.fixture_untrack(*key) == 0
+            del alive[key]
+        for key in rng.sample(sorted(alive), 500):   # replaced: new size
+            assert lib.fixture_track(key[0], key[1], 7) == 0
+            alive[key] = 7
+        snapshot = heapscope.take_snapshot()
+        got = sorted((t.domain, t.size) for t in snapshot.traces if t.domain >= 20)
+        OUT["match"] = got == sorted((d, s) for (d, _), s in alive.items())
+        keys, total = list(alive), sum(alive.values())
+        before = heapscope.get_traced_memory()[0]
+        for key in keys:
+            lib.fixture_untrack(*key)
+        OUT["memory"] = before - heapscope.get_traced_memory()[0] - total
+        OUT["left"] = [t.domain for t in heapscope.take_snapshot().traces if t.domain >= 20]
+        heapscope.stop()
+        """,
+        fixture_libs,
+    )
+    assert out["match"]
+    # Untracking them all lowers the traced memory by their sizes (give or
+    # take the loop's own short-lived objects).
+    assert abs(out["memory"]) < 2_000
+    assert out["left"] == []
