@@ -106,13 +106,15 @@ bool Engine::track_unlocked(std::uint32_t domain, std::uintptr_t address, std::s
   std::size_t replaced = TraceTable::kNothingReplaced;
   if (domain == 0) {
     op_log::record(op_log::Op::kInsert, address, size);
-    if (!with_traces([&](auto& traces) { return traces.insert(address, size, traceback, &replaced); }))
+    if (!with_traces(
+            [&](auto& traces) { return traces.insert(address, size, traceback, &replaced); }))
       return false;
     note_inserted(address, size, replaced, interval);
     return true;
   }
   if (!domain_traces_.insert(domain, address, size, traceback, &replaced)) return false;
-  if (replaced != DomainTraces::kNothingReplaced) memory_.current -= counted_size(replaced, interval);
+  if (replaced != DomainTraces::kNothingReplaced)
+    memory_.current -= counted_size(replaced, interval);
   memory_.current += counted_size(size, interval);
   if (memory_.current > memory_.peak) memory_.peak = memory_.current;
   return true;
@@ -225,8 +227,8 @@ void Engine::clear_unlocked() noexcept {
 std::size_t Engine::memory_bytes() const noexcept {
   std::lock_guard lock(mutex_);
   std::size_t bytes = sizeof(*this) + traces_.memory_bytes() + sampled_traces_.memory_bytes() +
-                      domain_traces_.memory_bytes() +
-                      frames_.memory_bytes() + tracebacks_.memory_bytes();
+                      domain_traces_.memory_bytes() + frames_.memory_bytes() +
+                      tracebacks_.memory_bytes();
   for (const std::string& name : filenames_) bytes += sizeof(std::string) + name.capacity();
   // Each map node holds a view and an id plus the bucket pointer.
   bytes +=

@@ -67,7 +67,9 @@ struct LockGuard {
 void lock_for_fork() { pthread_mutex_lock(&g_lock); }
 void unlock_after_fork() { pthread_mutex_unlock(&g_lock); }
 pthread_once_t g_fork_handlers_once = PTHREAD_ONCE_INIT;
-void register_fork_handlers() { pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork); }
+void register_fork_handlers() {
+  pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
+}
 
 LoadedObject object_of(const dl_phdr_info& info) noexcept {
   return LoadedObject{info.dlpi_name != nullptr ? info.dlpi_name : "", info.dlpi_addr,
@@ -109,16 +111,35 @@ bool read_relocations(const LoadedObject& object, Relocations* out) noexcept {
   std::uintptr_t relaent = sizeof(ElfW(Rela)), symtab = 0, strtab = 0, strsz = 0;
   for (; dyn->d_tag != DT_NULL; ++dyn) {
     switch (dyn->d_tag) {
-      case DT_JMPREL: jmprel = dyn->d_un.d_ptr; break;
-      case DT_PLTRELSZ: pltrelsz = dyn->d_un.d_val; break;
-      case DT_PLTREL: pltrel = dyn->d_un.d_val; break;
-      case DT_RELA: rela = dyn->d_un.d_ptr; break;
-      case DT_RELASZ: relasz = dyn->d_un.d_val; break;
-      case DT_RELAENT: relaent = dyn->d_un.d_val; break;
-      case DT_SYMTAB: symtab = dyn->d_un.d_ptr; break;
-      case DT_STRTAB: strtab = dyn->d_un.d_ptr; break;
-      case DT_STRSZ: strsz = dyn->d_un.d_val; break;
-      default: break;
+      case DT_JMPREL:
+        jmprel = dyn->d_un.d_ptr;
+        break;
+      case DT_PLTRELSZ:
+        pltrelsz = dyn->d_un.d_val;
+        break;
+      case DT_PLTREL:
+        pltrel = dyn->d_un.d_val;
+        break;
+      case DT_RELA:
+        rela = dyn->d_un.d_ptr;
+        break;
+      case DT_RELASZ:
+        relasz = dyn->d_un.d_val;
+        break;
+      case DT_RELAENT:
+        relaent = dyn->d_un.d_val;
+        break;
+      case DT_SYMTAB:
+        symtab = dyn->d_un.d_ptr;
+        break;
+      case DT_STRTAB:
+        strtab = dyn->d_un.d_ptr;
+        break;
+      case DT_STRSZ:
+        strsz = dyn->d_un.d_val;
+        break;
+      default:
+        break;
     }
   }
   if (symtab == 0 || strtab == 0 || relaent != sizeof(ElfW(Rela))) return false;
@@ -144,7 +165,7 @@ void for_each_slot(const LoadedObject& object, Visit&& visit) noexcept {
   if (!read_relocations(object, &r)) return;
   for (int t = 0; t < 2; ++t) {
     for (std::size_t i = 0; i < r.counts[t]; ++i) {
-      const ElfW(Rela)& rel = r.tables[t][i];
+      const ElfW(Rela) & rel = r.tables[t][i];
       const auto type = static_cast<unsigned>(ELF64_R_TYPE(rel.r_info));
       if (type != kJumpSlot && type != kGlobDat) continue;
       const auto sym = ELF64_R_SYM(rel.r_info);
@@ -199,8 +220,8 @@ bool in_relro(const LoadedObject& object, std::uintptr_t slot, std::uintptr_t pa
   for (unsigned i = 0; i < object.phnum; ++i) {
     if (phdrs[i].p_type != PT_GNU_RELRO) continue;
     const std::uintptr_t start = (object.bias + phdrs[i].p_vaddr) & ~(page_size - 1);
-    const std::uintptr_t end = (object.bias + phdrs[i].p_vaddr + phdrs[i].p_memsz) &
-                               ~(page_size - 1);
+    const std::uintptr_t end =
+        (object.bias + phdrs[i].p_vaddr + phdrs[i].p_memsz) & ~(page_size - 1);
     if (slot >= start && slot < end) return true;
   }
   return false;
@@ -391,34 +412,6 @@ std::size_t patched_slots(std::string_view symbol) noexcept {
       },
       &count);
   return count.found;
-}
-
-long find_slots(std::string_view object_suffix, std::string_view symbol,
-                void (*visit)(std::uintptr_t slot, void* arg), void* arg) noexcept {
-  struct Search {
-    std::string_view suffix, symbol;
-    void (*visit)(std::uintptr_t, void*);
-    void* arg;
-    long found = -1;
-  } search{object_suffix, symbol, visit, arg};
-  dl_iterate_phdr(
-      [](dl_phdr_info* info, std::size_t, void* arg) {
-        auto* s = static_cast<Search*>(arg);
-        const LoadedObject object = object_of(*info);
-        if (object.path.size() < s->suffix.size() ||
-            object.path.substr(object.path.size() - s->suffix.size()) != s->suffix) {
-          return 0;
-        }
-        s->found = 0;
-        for_each_slot(object, [&](std::uintptr_t slot, const char* name) {
-          if (s->symbol != name) return;
-          ++s->found;
-          if (s->visit != nullptr) s->visit(slot, s->arg);
-        });
-        return 1;
-      },
-      &search);
-  return search.found;
 }
 
 }  // namespace heapscope::core::symbol_slots

@@ -84,11 +84,4 @@ void remove_all() noexcept;
 // Slots currently holding our replacement for `symbol` (tests, docs).
 std::size_t patched_slots(std::string_view symbol) noexcept;
 
-// The parser alone: calls `visit` for each JUMP_SLOT or GLOB_DAT relocation
-// naming `symbol` in the loaded object `object` (matched by path suffix),
-// with the slot's address. Returns the number found, or -1 when no loaded
-// object has that path suffix. Tests.
-long find_slots(std::string_view object, std::string_view symbol,
-                void (*visit)(std::uintptr_t slot, void* arg), void* arg) noexcept;
-
 }  // namespace heapscope::core::symbol_slots

@@ -132,8 +132,7 @@ NB_MODULE(_heapscope, m) {
       "_dropped_traces", [] { return hs::tracer().engine.dropped_traces(); },
       "Blocks left untraced because the tracer's tables could not grow.");
   m.def(
-      "_patched_slots",
-      [](nb::str symbol) { return hs::call_slots_patched(symbol.c_str()); },
+      "_patched_slots", [](nb::str symbol) { return hs::call_slots_patched(symbol.c_str()); },
       nb::arg("symbol"),
       "Relocation slots that hold heapscope's replacement for `symbol` (tests).");
   hs::register_snapshot_binding(m);

@@ -32,9 +32,14 @@ int track(unsigned int domain, std::uintptr_t ptr, std::size_t size) {
   int result = 0;
   if (should_trace_block(size, ptr)) {
     switch (record_tracked_block(domain, ptr, size)) {
-      case TrackResult::kStored: result = 0; break;
-      case TrackResult::kNotStored: result = -1; break;
-      case TrackResult::kNotTracing: return cpython_track(domain, ptr, size);  // stop() won
+      case TrackResult::kStored:
+        result = 0;
+        break;
+      case TrackResult::kNotStored:
+        result = -1;
+        break;
+      case TrackResult::kNotTracing:
+        return cpython_track(domain, ptr, size);  // stop() won
     }
   } else {
     // Sampled mode, no sample point in this block: whatever was traced at
@@ -75,11 +80,11 @@ PyObject* get_traceback(unsigned int domain, std::uintptr_t ptr) {
       std::lock_guard lock(t.engine.mutex());
       filename = t.engine.filename_of_frame_unlocked(frames[i], &lineno);
     }
-    PyObject* frame = Py_BuildValue("(Ni)",
-                                    PyUnicode_DecodeUTF8(filename.data(),
-                                                         static_cast<Py_ssize_t>(filename.size()),
-                                                         "surrogatepass"),
-                                    lineno);
+    PyObject* frame = Py_BuildValue(
+        "(Ni)",
+        PyUnicode_DecodeUTF8(filename.data(), static_cast<Py_ssize_t>(filename.size()),
+                             "surrogatepass"),
+        lineno);
     if (frame == nullptr) {
       Py_DECREF(tuple);
       return nullptr;
