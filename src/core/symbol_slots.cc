@@ -31,26 +31,37 @@ constexpr unsigned kJumpSlot = ~0u;
 constexpr unsigned kGlobDat = ~0u;
 #endif
 
-// One slot we rewrote.
-struct Patched {
+// A slot naming one of the hooks' symbols, found by a scan of the loaded
+// objects. The catalogue of them is kept across stop() and start(): while
+// no object was loaded or unloaded since the scan (dl_iterate_phdr's
+// counters), start() rewrites the catalogued slots without reading any
+// relocation table again (a test that starts and stops tens of thousands of
+// times spent its time there).
+struct Slot {
   std::uintptr_t slot;
-  void* saved;  // its value before us
-  void* replacement;
-  const char* symbol;
+  std::size_t hook;  // index into g_hooks
+  bool relro;        // on a page the loader makes read-only
+  int protection;    // that page's protection once read, else -1
+  bool patched;      // holds, or held, our replacement; `saved` is valid
+  bool seen;         // found again by the current scan
+  void* saved;       // its value before us
 };
 
-// Everything below is guarded by g_lock, except g_active and g_seen_adds,
+// Everything below is guarded by g_lock, except g_active and the counters,
 // which the dlopen wrapper reads first without it.
 pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 Hook g_hooks[kMaxHooks + 1];  // the caller's, then dlopen's
 std::size_t g_hook_count = 0;
-Patched* g_patched = nullptr;  // malloc'ed: no C++ exception on any path
-std::size_t g_patched_count = 0;
-std::size_t g_patched_capacity = 0;
+Slot* g_slots = nullptr;  // malloc'ed: no C++ exception on any path
+std::size_t g_slot_count = 0;
+std::size_t g_slot_capacity = 0;
 bool g_out_of_memory = false;
-long g_rewritten = 0;  // slots rewritten by the current pass
+long g_rewritten = 0;  // slots rewritten by the current install
 std::atomic<bool> g_active{false};
-std::atomic<unsigned long long> g_seen_adds{0};
+// dl_iterate_phdr's counters of objects added and removed when the
+// catalogue was last brought up to date; adds also read by the wrapper.
+std::atomic<unsigned long long> g_seen_adds{~0ull};
+unsigned long long g_seen_subs = ~0ull;
 
 void* dlopen_wrapper(const char* file, int mode);
 
@@ -229,22 +240,25 @@ bool in_relro(const LoadedObject& object, std::uintptr_t slot, std::uintptr_t pa
 
 // One aligned word-sized store, so a concurrent caller reads the old or the
 // new function. A read-only page (RELRO) is made writable around it and
-// given back its protection; a page the loader has not protected yet (an
-// object another thread is still loading) is written as it is.
-bool store_slot(const LoadedObject& object, std::uintptr_t slot, void* value) noexcept {
-  auto* word = reinterpret_cast<void**>(slot);
-  const auto page_size = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
-  if (!in_relro(object, slot, page_size)) {
+// given back its protection (read once from /proc/self/maps, then kept);
+// a page the loader has not protected yet (an object another thread is
+// still loading) is written as it is.
+bool store_slot(Slot& entry, void* value) noexcept {
+  auto* word = reinterpret_cast<void**>(entry.slot);
+  if (!entry.relro) {
     __atomic_store_n(word, value, __ATOMIC_RELEASE);
     return true;
   }
-  const std::uintptr_t page = slot & ~(page_size - 1);
-  const int protection = page_protection(page);
+  const auto page_size = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+  const std::uintptr_t page = entry.slot & ~(page_size - 1);
+  int protection = entry.protection;
+  if (protection < 0) protection = page_protection(page);
   if (protection < 0) return false;
   if (protection & PROT_WRITE) {
     __atomic_store_n(word, value, __ATOMIC_RELEASE);
     return true;
   }
+  entry.protection = protection;
   auto* start = reinterpret_cast<void*>(page);
   if (mprotect(start, page_size, protection | PROT_WRITE) != 0) return false;
   __atomic_store_n(word, value, __ATOMIC_RELEASE);
@@ -252,26 +266,52 @@ bool store_slot(const LoadedObject& object, std::uintptr_t slot, void* value) no
   return true;
 }
 
-bool remember(std::uintptr_t slot, void* saved, const Hook& hook) noexcept {
-  for (std::size_t i = 0; i < g_patched_count; ++i) {
-    if (g_patched[i].slot == slot) {  // an object unloaded, another loaded at its address
-      g_patched[i] = Patched{slot, saved, hook.replacement, hook.symbol};
-      return true;
-    }
-  }
-  if (g_patched_count == g_patched_capacity) {
-    const std::size_t capacity = g_patched_capacity == 0 ? 64 : 2 * g_patched_capacity;
-    void* grown = std::realloc(g_patched, capacity * sizeof(Patched));
-    if (grown == nullptr) return false;
-    g_patched = static_cast<Patched*>(grown);
-    g_patched_capacity = capacity;
-  }
-  g_patched[g_patched_count++] = Patched{slot, saved, hook.replacement, hook.symbol};
-  return true;
+void* load_slot(const Slot& entry) noexcept {
+  return __atomic_load_n(reinterpret_cast<void**>(entry.slot), __ATOMIC_ACQUIRE);
 }
 
-// dl_iterate_phdr callback: patches one object's slots for the active hooks.
-int patch_object(dl_phdr_info* info, std::size_t, void*) {
+// Points a catalogued slot at our replacement, saving what it held.
+void patch(Slot& entry) noexcept {
+  void* replacement = g_hooks[entry.hook].replacement;
+  void* current = load_slot(entry);
+  if (current == replacement) return;  // ours already (a fork's parent, a second scan)
+  entry.saved = current;
+  entry.patched = true;
+  if (store_slot(entry, replacement)) ++g_rewritten;
+}
+
+// Puts back a slot that still holds our replacement.
+void restore(Slot& entry) noexcept {
+  if (!entry.patched) return;
+  entry.patched = false;
+  if (load_slot(entry) == g_hooks[entry.hook].replacement) store_slot(entry, entry.saved);
+}
+
+void catalogue(std::uintptr_t slot, std::size_t hook, bool relro) noexcept {
+  for (std::size_t i = 0; i < g_slot_count; ++i) {
+    Slot& entry = g_slots[i];
+    if (entry.slot != slot) continue;
+    if (entry.hook != hook || entry.relro != relro) {  // another object at that address
+      entry = Slot{slot, hook, relro, -1, false, true, nullptr};
+    }
+    entry.seen = true;
+    return;
+  }
+  if (g_slot_count == g_slot_capacity) {
+    const std::size_t capacity = g_slot_capacity == 0 ? 64 : 2 * g_slot_capacity;
+    void* grown = std::realloc(g_slots, capacity * sizeof(Slot));
+    if (grown == nullptr) {
+      g_out_of_memory = true;
+      return;
+    }
+    g_slots = static_cast<Slot*>(grown);
+    g_slot_capacity = capacity;
+  }
+  g_slots[g_slot_count++] = Slot{slot, hook, relro, -1, false, true, nullptr};
+}
+
+// dl_iterate_phdr callback: catalogues one object's slots for the hooks.
+int scan_object(dl_phdr_info* info, std::size_t, void*) {
   const LoadedObject object = object_of(*info);
   if (is_self(object)) return 0;
   bool wanted[kMaxHooks + 1];
@@ -281,60 +321,71 @@ int patch_object(dl_phdr_info* info, std::size_t, void*) {
     any = any || wanted[h];
   }
   if (!any) return 0;
+  const auto page_size = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
   for_each_slot(object, [&](std::uintptr_t slot, const char* name) {
     for (std::size_t h = 0; h < g_hook_count; ++h) {
-      const Hook& hook = g_hooks[h];
-      if (!wanted[h] || std::strcmp(name, hook.symbol) != 0) continue;
-      void* current = __atomic_load_n(reinterpret_cast<void**>(slot), __ATOMIC_ACQUIRE);
-      if (current == hook.replacement) continue;  // patched already
-      if (!remember(slot, current, hook)) {
-        g_out_of_memory = true;
-        continue;
+      if (wanted[h] && std::strcmp(name, g_hooks[h].symbol) == 0) {
+        catalogue(slot, h, in_relro(object, slot, page_size));
       }
-      if (store_slot(object, slot, hook.replacement)) ++g_rewritten;
     }
   });
   return 0;
 }
 
-// dl_iterate_phdr callback: puts back the recorded slots lying in this
-// object (a recorded slot in no loaded object belonged to one unloaded
-// since, whose memory is not to be written).
-int restore_object(dl_phdr_info* info, std::size_t, void*) {
-  const LoadedObject object = object_of(*info);
-  if (is_self(object)) return 0;
-  for (std::size_t i = g_patched_count; i-- > 0;) {
-    Patched& p = g_patched[i];
-    if (p.slot == 0 || !object.contains(p.slot)) continue;
-    void* current = __atomic_load_n(reinterpret_cast<void**>(p.slot), __ATOMIC_ACQUIRE);
-    if (current == p.replacement) store_slot(object, p.slot, p.saved);
-    p.slot = 0;
+int read_counters(dl_phdr_info* info, std::size_t, void* out) {
+  auto* counters = static_cast<unsigned long long*>(out);
+  counters[0] = info->dlpi_adds;
+  counters[1] = info->dlpi_subs;
+  return 1;  // the counters are the same in every entry: one is enough
+}
+
+void loaded_object_counters(unsigned long long* adds, unsigned long long* subs) noexcept {
+  unsigned long long counters[2] = {0, 0};
+  dl_iterate_phdr(read_counters, counters);
+  *adds = counters[0];
+  *subs = counters[1];
+}
+
+// Brings the catalogue up to date with the loaded objects, when any was
+// loaded or unloaded since the last scan. Slots of objects unloaded since
+// are dropped without being written (their memory is gone or reused).
+void update_catalogue_locked() noexcept {
+  unsigned long long adds, subs;
+  loaded_object_counters(&adds, &subs);
+  if (adds == g_seen_adds.load(std::memory_order_relaxed) && subs == g_seen_subs) return;
+  for (std::size_t i = 0; i < g_slot_count; ++i) g_slots[i].seen = false;
+  dl_iterate_phdr(scan_object, nullptr);
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < g_slot_count; ++i) {
+    if (g_slots[i].seen) g_slots[kept++] = g_slots[i];
   }
-  return 0;
-}
-
-int read_adds(dl_phdr_info* info, std::size_t, void* out) {
-  *static_cast<unsigned long long*>(out) = info->dlpi_adds;
-  return 1;  // the counter is the same in every entry: one is enough
-}
-
-unsigned long long loaded_objects_added() noexcept {
-  unsigned long long adds = 0;
-  dl_iterate_phdr(read_adds, &adds);
-  return adds;
+  g_slot_count = kept;
+  g_seen_adds.store(adds, std::memory_order_relaxed);
+  g_seen_subs = subs;
 }
 
 void restore_all_locked() noexcept {
   g_active.store(false, std::memory_order_release);
-  if (g_patched_count != 0) dl_iterate_phdr(restore_object, nullptr);
-  g_patched_count = 0;
-  g_hook_count = 0;
+  update_catalogue_locked();  // never write into an object unloaded since
+  for (std::size_t i = 0; i < g_slot_count; ++i) restore(g_slots[i]);
 }
 
-// A pass over every loaded object, under g_lock.
 void patch_all_locked() noexcept {
-  g_seen_adds.store(loaded_objects_added(), std::memory_order_relaxed);
-  dl_iterate_phdr(patch_object, nullptr);
+  update_catalogue_locked();
+  for (std::size_t i = 0; i < g_slot_count; ++i) patch(g_slots[i]);
+}
+
+// A new set of hooks (other symbols, other replacements) makes the
+// catalogue meaningless.
+bool same_hooks(const Hook* hooks, std::size_t count) noexcept {
+  if (count + 1 != g_hook_count) return false;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (std::strcmp(hooks[i].symbol, g_hooks[i].symbol) != 0 ||
+        hooks[i].replacement != g_hooks[i].replacement || hooks[i].wanted != g_hooks[i].wanted) {
+      return false;
+    }
+  }
+  return true;
 }
 
 void* dlopen_wrapper(const char* file, int mode) {
@@ -342,7 +393,9 @@ void* dlopen_wrapper(const char* file, int mode) {
   void* handle = dlopen(file, mode);
   if (handle == nullptr || !g_active.load(std::memory_order_acquire)) return handle;
   const int saved_errno = errno;
-  if (loaded_objects_added() != g_seen_adds.load(std::memory_order_relaxed)) {
+  unsigned long long adds, subs;
+  loaded_object_counters(&adds, &subs);
+  if (adds != g_seen_adds.load(std::memory_order_relaxed)) {
     LockGuard lock;
     if (g_active.load(std::memory_order_relaxed)) patch_all_locked();
   }
@@ -370,15 +423,23 @@ long install(const Hook* hooks, std::size_t count) noexcept {
   pthread_once(&g_fork_handlers_once, register_fork_handlers);
   LockGuard lock;
   restore_all_locked();
-  for (std::size_t i = 0; i < count; ++i) g_hooks[i] = hooks[i];
-  g_hooks[count] = Hook{"dlopen", reinterpret_cast<void*>(&dlopen_wrapper), nullptr};
-  g_hook_count = count + 1;
+  if (!same_hooks(hooks, count)) {
+    g_slot_count = 0;
+    g_seen_adds.store(~0ull, std::memory_order_relaxed);  // scan again
+    g_seen_subs = ~0ull;
+    for (std::size_t i = 0; i < count; ++i) g_hooks[i] = hooks[i];
+    g_hooks[count] = Hook{"dlopen", reinterpret_cast<void*>(&dlopen_wrapper), nullptr};
+    g_hook_count = count + 1;
+  }
   g_out_of_memory = false;
   g_rewritten = 0;
   g_active.store(true, std::memory_order_release);
   patch_all_locked();
   if (g_out_of_memory) {
     restore_all_locked();
+    g_slot_count = 0;
+    g_seen_adds.store(~0ull, std::memory_order_relaxed);
+    g_seen_subs = ~0ull;
     return -1;
   }
   return g_rewritten;
@@ -391,27 +452,15 @@ void remove_all() noexcept {
 }
 
 std::size_t patched_slots(std::string_view symbol) noexcept {
-  struct Count {
-    std::string_view symbol;
-    std::size_t found = 0;
-  } count{symbol};
   LockGuard lock;
-  dl_iterate_phdr(
-      [](dl_phdr_info* info, std::size_t, void* arg) {
-        auto* c = static_cast<Count*>(arg);
-        const LoadedObject object = object_of(*info);
-        for (std::size_t i = 0; i < g_patched_count; ++i) {
-          const Patched& p = g_patched[i];
-          if (p.slot == 0 || p.symbol != c->symbol || !object.contains(p.slot)) continue;
-          if (__atomic_load_n(reinterpret_cast<void**>(p.slot), __ATOMIC_ACQUIRE) ==
-              p.replacement) {
-            ++c->found;
-          }
-        }
-        return 0;
-      },
-      &count);
-  return count.found;
+  update_catalogue_locked();
+  std::size_t found = 0;
+  for (std::size_t i = 0; i < g_slot_count; ++i) {
+    const Slot& entry = g_slots[i];
+    if (g_hooks[entry.hook].symbol == symbol && load_slot(entry) == g_hooks[entry.hook].replacement)
+      ++found;
+  }
+  return found;
 }
 
 }  // namespace heapscope::core::symbol_slots
