@@ -476,7 +476,15 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("order", ["heapscope_first", "tracemalloc_first"])
+_TAKES_REFTRACER = pytest.mark.xfail(
+    sys.version_info >= (3, 13), strict=True,
+    reason="3.13: CPython's module, started after heapscope, replaces heapscope's "
+           "PyRefTracer instead of chaining it (issue 23, being fixed in "
+           "reference_tracer.cc on another branch); remove this mark with that fix")
+
+
+@pytest.mark.parametrize("order", [pytest.param("heapscope_first", marks=_TAKES_REFTRACER),
+                                   "tracemalloc_first"])
 def test_both_tracers_redate_reused_objects(order):
     child = subprocess.run([sys.executable, "-c", _REUSE_BOTH, order],
                            capture_output=True, text=True, timeout=120)
