@@ -35,18 +35,9 @@ EXCLUDED = {
 }
 
 # Exclusions that hold only before a Python version: {(major, minor): {...}}.
-# Before 3.13, _Py_NewReference() reports an object taken from a free list
-# only to CPython's private _PyTraceMalloc_NewReference(); there is no hook an
-# extension can use (3.13 added PyRefTracer_SetTracer), so the block keeps the
-# traceback of its first allocation.
-EXCLUDED_BEFORE = {
-    (3, 13): {
-        "TestTracemallocEnabled.test_new_reference": (
-            "needs the free-list reuse notification that CPython <3.13 gives "
-            "only to its private _PyTraceMalloc_NewReference()"
-        ),
-    },
-}
+# None today: test_new_reference (objects reused from free lists) passes on
+# every version since heapscope wraps _Py_NewReference before 3.13.
+EXCLUDED_BEFORE = {}
 
 
 def excluded_tests(version=sys.version_info):

@@ -99,6 +99,37 @@ void Engine::retrace_unlocked(std::uintptr_t address, std::uint32_t traceback) n
   with_traces([&](auto& traces) { return traces.set_traceback(address, traceback); });
 }
 
+bool Engine::track_unlocked(std::uint32_t domain, std::uintptr_t address, std::size_t size,
+                            std::uint32_t traceback) noexcept {
+  if (traceback == kNoId) return false;
+  const std::uint64_t interval = sample_interval();
+  std::size_t replaced = TraceTable::kNothingReplaced;
+  if (domain == 0) {
+    op_log::record(op_log::Op::kInsert, address, size);
+    if (!with_traces(
+            [&](auto& traces) { return traces.insert(address, size, traceback, &replaced); }))
+      return false;
+    note_inserted(address, size, replaced, interval);
+    return true;
+  }
+  if (!domain_traces_.insert(domain, address, size, traceback, &replaced)) return false;
+  if (replaced != DomainTraces::kNothingReplaced)
+    memory_.current -= counted_size(replaced, interval);
+  memory_.current += counted_size(size, interval);
+  if (memory_.current > memory_.peak) memory_.peak = memory_.current;
+  return true;
+}
+
+void Engine::untrack_unlocked(std::uint32_t domain, std::uintptr_t address) noexcept {
+  if (domain == 0) {
+    remove_trace_unlocked(address);
+    return;
+  }
+  DomainTraces::Trace removed;
+  if (domain_traces_.erase(domain, address, &removed))
+    memory_.current -= counted_size(removed.size, sample_interval());
+}
+
 bool Engine::take_trace(std::uintptr_t address, TakenTrace* taken) noexcept {
   std::lock_guard lock(mutex_);
   op_log::record(op_log::Op::kErase, address, 0);
@@ -130,6 +161,18 @@ bool Engine::traceback_of(std::uintptr_t address, std::vector<std::uint32_t>* fr
   return true;
 }
 
+bool Engine::traceback_of(std::uint32_t domain, std::uintptr_t address,
+                          std::vector<std::uint32_t>* frames_out, std::uint32_t* total_out) const {
+  if (domain == 0) return traceback_of(address, frames_out, total_out);
+  std::lock_guard lock(mutex_);
+  DomainTraces::Trace trace;
+  if (!domain_traces_.find(domain, address, &trace)) return false;
+  auto words = tracebacks_.get(trace.traceback);
+  *total_out = words[0];
+  frames_out->assign(words.begin() + 1, words.end());
+  return true;
+}
+
 std::string Engine::filename_of_frame_unlocked(std::uint32_t frame_id, int* lineno) const {
   auto words = frames_.get(frame_id);
   *lineno = static_cast<int>(words[1]);
@@ -144,6 +187,10 @@ FrozenTraces Engine::take_snapshot() const {
     traces.for_each([&](const TraceRecord& r) {
       frozen.traces.push_back(FrozenTraces::Trace{0, r.traceback, r.size});
     });
+  });
+  frozen.traces.reserve(frozen.traces.size() + domain_traces_.size());
+  domain_traces_.for_each([&](const DomainTraces::Trace& t) {
+    frozen.traces.push_back(FrozenTraces::Trace{t.domain, t.traceback, t.size});
   });
   frozen.frames = frames_;
   frozen.tracebacks = tracebacks_;
@@ -165,6 +212,7 @@ void Engine::reset_peak() noexcept {
 void Engine::clear_unlocked() noexcept {
   traces_.clear();
   sampled_traces_.clear();
+  domain_traces_.clear();
   sampled_.clear();
   frames_.clear();
   tracebacks_.clear();
@@ -179,7 +227,8 @@ void Engine::clear_unlocked() noexcept {
 std::size_t Engine::memory_bytes() const noexcept {
   std::lock_guard lock(mutex_);
   std::size_t bytes = sizeof(*this) + traces_.memory_bytes() + sampled_traces_.memory_bytes() +
-                      frames_.memory_bytes() + tracebacks_.memory_bytes();
+                      domain_traces_.memory_bytes() + frames_.memory_bytes() +
+                      tracebacks_.memory_bytes();
   for (const std::string& name : filenames_) bytes += sizeof(std::string) + name.capacity();
   // Each map node holds a view and an id plus the bucket pointer.
   bytes +=
@@ -190,7 +239,7 @@ std::size_t Engine::memory_bytes() const noexcept {
 
 std::size_t Engine::trace_count() const noexcept {
   std::lock_guard lock(mutex_);
-  return traces_.size() + sampled_traces_.size();
+  return traces_.size() + sampled_traces_.size() + domain_traces_.size();
 }
 
 }  // namespace heapscope::core

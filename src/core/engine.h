@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "domain_traces.h"
 #include "op_log.h"
 #include "sampling/address_filter.h"
 #include "sampling/sampled_trace_table.h"
@@ -120,6 +121,18 @@ class Engine {
       remove_sampled_trace(address);
     }
   }
+  // The tracking C API (PyTraceMalloc_Track / Untrack): a block an
+  // extension allocated itself, in `domain`. Domain 0 shares the
+  // allocator's table (a Track of a traced address replaces its trace, an
+  // Untrack removes it); other domains have their own. Another Track of the
+  // same (domain, address) replaces the first. Both count in the memory
+  // counters. False when the trace could not be stored (no traceback, no
+  // memory), the table unchanged.
+  bool track_unlocked(std::uint32_t domain, std::uintptr_t address, std::size_t size,
+                      std::uint32_t traceback) noexcept;
+  // Removes the trace of (domain, address), if any.
+  void untrack_unlocked(std::uint32_t domain, std::uintptr_t address) noexcept;
+
   // A traced block now belongs to a new object (CPython reused it from a
   // freelist): its trace takes the new traceback, keeping its size.
   void retrace_unlocked(std::uintptr_t address, std::uint32_t traceback) noexcept;
@@ -140,6 +153,10 @@ class Engine {
   // The traceback of a traced block, copied out; false when untraced.
   bool traceback_of(std::uintptr_t address, std::vector<std::uint32_t>* frames_out,
                     std::uint32_t* total_out) const;
+  // The same for a block of any domain (domain 0: the allocator's blocks
+  // and those tracked in domain 0).
+  bool traceback_of(std::uint32_t domain, std::uintptr_t address,
+                    std::vector<std::uint32_t>* frames_out, std::uint32_t* total_out) const;
   std::string filename_of_frame_unlocked(std::uint32_t frame_id, int* lineno) const;
 
   FrozenTraces take_snapshot() const;
@@ -163,6 +180,7 @@ class Engine {
   // guarded by mutex_
   TraceTable traces_;                           // exact mode: every block, dense
   sampling::SampledTraceTable sampled_traces_;  // sampled mode: sparse blocks
+  DomainTraces domain_traces_;                  // tracked blocks of domains other than 0
   SequenceInterner frames_;
   SequenceInterner tracebacks_;
   std::deque<std::string> filenames_;  // a deque: the views below must not move

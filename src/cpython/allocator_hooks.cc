@@ -270,6 +270,10 @@ void uninstall_hooks() {
   }
 }
 
+bool should_trace_block(std::size_t size, std::uintptr_t address) noexcept {
+  return should_record(size, reinterpret_cast<void*>(address));
+}
+
 void arm_probe() noexcept {
   disarm_probe();
   t_probe_saved_countdown = t_sampler.countdown();
@@ -283,6 +287,7 @@ void disarm_probe() noexcept {
   t_sampler.set_countdown(t_probe_saved_countdown);
 }
 
+bool in_untraced_region() noexcept { return t_inside_hook; }
 void enter_untraced_region() noexcept { t_inside_hook = true; }
 void leave_untraced_region() noexcept { t_inside_hook = false; }
 

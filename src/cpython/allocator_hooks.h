@@ -1,6 +1,9 @@
 // Python's allocator hooks for the RAW, MEM and OBJ domains.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+
 namespace heapscope::cpython {
 
 // Puts our hooks on top of each domain's current allocator, unless they are
@@ -27,7 +30,14 @@ void uninstall_hooks();
 // Marks the calling thread as inside a hook, so allocations it makes are
 // passed through untraced (used around fork, where the tables are locked).
 void enter_untraced_region() noexcept;
+// Whether the calling thread is inside a hook or an untraced region.
+bool in_untraced_region() noexcept;
 void leave_untraced_region() noexcept;
+
+// Whether a block the hooks did not see (PyTraceMalloc_Track) is to be
+// traced: always in exact mode; in sampled mode when this thread's byte
+// sampler puts a sample point in it, as for an allocation.
+bool should_trace_block(std::size_t size, std::uintptr_t address) noexcept;
 
 // For repair_hooks()'s probe in sampled mode: the next block this thread
 // allocates through our hooks is noted as recently recorded (block_recorder.h)

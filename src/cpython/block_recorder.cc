@@ -250,10 +250,10 @@ FrameBuffers* deep_buffers(int limit) noexcept {
   }
 }
 
-#if PY_VERSION_HEX >= 0x030D0000
-// For the reference tracer (3.13+): the block an object just created lies in.
+// The block this thread recorded last, for the object-creation hooks (the
+// 3.13 reference tracer, the _Py_NewReference wrapper before it): an
+// object created in a block just recorded needs no retrace.
 thread_local std::uintptr_t t_last_recorded __attribute__((tls_model("initial-exec"))) = 0;
-#endif
 
 // The last few blocks this thread recorded, for repair_hooks()'s probe:
 // another tracer installed above ours (CPython's tracemalloc) allocates its
@@ -386,9 +386,7 @@ void record_new_block(bool raw_domain, std::uintptr_t address, std::size_t size)
   with_current_traceback(raw_domain, [&](core::Engine& engine, std::uint32_t traceback) {
     engine.add_trace_unlocked(address, size, traceback);
   });
-#if PY_VERSION_HEX >= 0x030D0000
   t_last_recorded = address;
-#endif
   if (t_noting) [[unlikely]]
     note_recent_block(address);
 }
@@ -413,13 +411,26 @@ void note_recorded_blocks(bool on) noexcept {
 }
 
 std::uintptr_t take_last_recorded_block() noexcept {
-#if PY_VERSION_HEX >= 0x030D0000
   const std::uintptr_t last = t_last_recorded;
   t_last_recorded = 0;
   return last;
-#else
-  return 0;  // no reference tracer asks before 3.13
-#endif
+}
+
+TrackResult record_tracked_block(std::uint32_t domain, std::uintptr_t address,
+                                 std::size_t size) noexcept {
+  TrackResult result = TrackResult::kNotTracing;
+  // As the RAW domain: any thread, GIL or not; its own frames.
+  with_current_traceback(true, [&](core::Engine& engine, std::uint32_t traceback) {
+    result = engine.track_unlocked(domain, address, size, traceback) ? TrackResult::kStored
+                                                                     : TrackResult::kNotStored;
+  });
+  return result;
+}
+
+void forget_tracked_block(std::uint32_t domain, std::uintptr_t address) noexcept {
+  core::Engine& engine = tracer().engine;
+  std::lock_guard lock(engine.mutex());
+  if (engine.tracing()) engine.untrack_unlocked(domain, address);
 }
 
 }  // namespace heapscope::cpython

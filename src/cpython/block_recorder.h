@@ -20,6 +20,15 @@ void retrace_block(std::uintptr_t address) noexcept;
 // created right after its allocation needs no retrace.
 std::uintptr_t take_last_recorded_block() noexcept;
 
+// PyTraceMalloc_Track: traces (domain, address) under the calling thread's
+// traceback, from any thread, with or without the GIL. kNotTracing when a
+// stop() won the race.
+enum class TrackResult { kStored, kNotStored, kNotTracing };
+TrackResult record_tracked_block(std::uint32_t domain, std::uintptr_t address,
+                                 std::size_t size) noexcept;
+// PyTraceMalloc_Untrack: drops the trace of (domain, address), if any.
+void forget_tracked_block(std::uint32_t domain, std::uintptr_t address) noexcept;
+
 // Counts `address` among this thread's last few blocks without recording it
 // (a probe in sampled mode).
 void note_recent_block(std::uintptr_t address) noexcept;

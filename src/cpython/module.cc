@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "allocator_hooks.h"
+#include "call_slots.h"
 #include "object_address.h"
 #include "snapshot_binding.h"
 #include "tracer.h"
@@ -130,5 +131,9 @@ NB_MODULE(_heapscope, m) {
   m.def(
       "_dropped_traces", [] { return hs::tracer().engine.dropped_traces(); },
       "Blocks left untraced because the tracer's tables could not grow.");
+  m.def(
+      "_patched_slots", [](nb::str symbol) { return hs::call_slots_patched(symbol.c_str()); },
+      nb::arg("symbol"),
+      "Relocation slots that hold heapscope's replacement for `symbol` (tests).");
   hs::register_snapshot_binding(m);
 }

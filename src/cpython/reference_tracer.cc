@@ -2,9 +2,7 @@
 
 #include <Python.h>
 
-#include "block_recorder.h"
-#include "object_address.h"
-#include "tracer.h"
+#include "reused_object.h"
 
 namespace heapscope::cpython {
 
@@ -17,15 +15,7 @@ PyRefTracer previous_tracer = nullptr;
 void* previous_data = nullptr;
 
 int on_reference_event(PyObject* obj, PyRefTracerEvent event, void* /*data*/) {
-  if (event == PyRefTracer_CREATE && is_tracing()) {
-    const std::uintptr_t block = block_address(obj);
-    // Most objects are created right after their block was allocated and
-    // traced with this very traceback: only reused blocks need the work.
-    // In sampled mode almost no block is traced: the filter says so
-    // without the lock.
-    if (take_last_recorded_block() != block && tracer().engine.may_be_traced(block))
-      retrace_block(block);
-  }
+  if (event == PyRefTracer_CREATE) retrace_if_reused(obj);
   return previous_tracer ? previous_tracer(obj, event, previous_data) : 0;
 }
 

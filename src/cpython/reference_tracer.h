@@ -1,8 +1,7 @@
 // Objects reusing a traced block (CPython freelists) get the traceback of
 // their creation, as in CPython's module. CPython 3.13 reports object
-// creation to a public reference tracer; before 3.13 only CPython's own
-// tracemalloc is told (a private call), so there these hooks do nothing and
-// a reused block keeps the traceback of its first allocation.
+// creation to a public reference tracer; before 3.13 the same is done by
+// wrapping _Py_NewReference (new_reference_hook.h), and these do nothing.
 #pragma once
 
 namespace heapscope::cpython {

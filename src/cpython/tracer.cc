@@ -8,6 +8,7 @@
 
 #include "allocator_hooks.h"
 #include "block_recorder.h"
+#include "call_slots.h"
 #include "reference_tracer.h"
 
 namespace heapscope::cpython {
@@ -87,6 +88,8 @@ bool start(int nframe, std::uint64_t sample_interval) {
   t.max_nframe.store(nframe, std::memory_order_relaxed);
   install_hooks();
   install_reference_tracer();
+  // Out of memory, the calls stay CPython's: tracing goes on without them.
+  install_call_slots();
   std::lock_guard lock(t.engine.mutex());
   // Not tracing, so the tables are empty (stop() cleared them): the
   // interval can change without reweighting anything.
@@ -116,6 +119,7 @@ void stop() {
   if (!tracer().engine.tracing()) return;
   uninstall_hooks();
   uninstall_reference_tracer();
+  uninstall_call_slots();
   clear_tables(/*stop_tracing=*/true);
 }
 

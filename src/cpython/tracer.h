@@ -51,13 +51,15 @@ inline Tracer& tracer() noexcept { return *detail::the_tracer; }
 // a Python exception set on failure.
 bool initialize();
 
-// Installs the hooks (unless ours are already on top) and starts recording
+// Installs the hooks (unless ours are already on top) and the relocation
+// slots of call_slots.h, and starts recording
 // every block (sample_interval 0) or a byte sample of mean sample_interval.
 // Keeps the current traceback limit when already tracing, as CPython does;
 // returns false, changing nothing, when already tracing in the other mode
 // or at another interval.
 bool start(int nframe, std::uint64_t sample_interval);
-// Stops recording, removes our hooks when they are on top, and drops all traces.
+// Stops recording, removes our hooks when they are on top, puts the
+// relocation slots back, and drops all traces.
 void stop();
 // Drops all traces and cached frames, keeping tracing on or off.
 void clear_traces();
