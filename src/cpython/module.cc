@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "allocator_hooks.h"
+#include "core/allocation.h"
 #include "object_address.h"
 #include "snapshot_binding.h"
 #include "tracer.h"
@@ -130,5 +131,10 @@ NB_MODULE(_heapscope, m) {
   m.def(
       "_dropped_traces", [] { return hs::tracer().engine.dropped_traces(); },
       "Blocks left untraced because the tracer's tables could not grow.");
+#ifdef HEAPSCOPE_FAULT_INJECTION
+  // tests/fault_injection: the Nth allocation of the tracer fails (0: none).
+  m.def("_fail_allocation_at", &heapscope::core::fail_allocation_at, nb::arg("nth"));
+  m.def("_allocations_counted", &heapscope::core::allocations_counted);
+#endif
   hs::register_snapshot_binding(m);
 }
