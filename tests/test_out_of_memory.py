@@ -31,21 +31,24 @@ CHILD = textwrap.dedent("""
                 nested(kept, depth + 1)
 
     def run(results):
+        # Nothing here may need memory once it has run out: the handler
+        # frees the blocks first and stores a result into a slot made before.
         kept = []
+        loop = {"objects": objects, "nested": nested, "thread": objects}[LOOP]
         try:
-            {"objects": objects, "nested": nested,
-             "thread": objects}[LOOP](kept)
+            loop(kept)
         except MemoryError:
-            results.append("MemoryError")
+            kept.clear()
+            results[0] = "MemoryError"
         except RecursionError:
-            results.append("RecursionError")
-        del kept
+            kept.clear()
+            results[0] = "RecursionError"
 
     heapscope.start(NFRAME)
     with open("/proc/self/status") as status:
         size_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
     cap = (size_kb + 40_000) * 1024
-    results = []
+    results = [None]
     if LOOP == "thread":
         thread = threading.Thread(target=run, args=(results,))
         thread.start()
