@@ -1,10 +1,10 @@
 #include "domain_traces.h"
 
-#include <new>
+#include "allocation.h"
 
 namespace heapscope::core {
 
-DomainTraces::~DomainTraces() { delete[] slots_; }
+DomainTraces::~DomainTraces() { release(slots_); }
 
 std::size_t DomainTraces::home(std::uint32_t domain, std::uintptr_t address) const noexcept {
   const std::uint64_t key = (static_cast<std::uint64_t>(address) >> 3) ^
@@ -23,7 +23,7 @@ std::size_t DomainTraces::probe(std::uint32_t domain, std::uintptr_t address) co
 
 bool DomainTraces::grow() noexcept {
   const std::size_t capacity = capacity_ == 0 ? 16 : 2 * capacity_;
-  Trace* grown = new (std::nothrow) Trace[capacity];
+  Trace* grown = allocate_array<Trace>(capacity);
   if (grown == nullptr) return false;
   for (std::size_t i = 0; i < capacity; ++i) grown[i].traceback = kEmpty;
   Trace* old = slots_;
@@ -33,7 +33,7 @@ bool DomainTraces::grow() noexcept {
   for (std::size_t i = 0; i < old_capacity; ++i) {
     if (old[i].traceback != kEmpty) slots_[probe(old[i].domain, old[i].address)] = old[i];
   }
-  delete[] old;
+  release(old);
   return true;
 }
 
@@ -86,7 +86,7 @@ bool DomainTraces::find(std::uint32_t domain, std::uintptr_t address, Trace* out
 }
 
 void DomainTraces::clear() noexcept {
-  delete[] slots_;
+  release(slots_);
   slots_ = nullptr;
   capacity_ = 0;
   count_ = 0;

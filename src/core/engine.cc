@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <array>
-#include <new>
+#include <cstring>
 
 #include "op_log.h"
 #include "sampling/weights.h"
@@ -21,20 +21,20 @@ TracebackView FrozenTraces::traceback(std::uint32_t id) const noexcept {
 Engine::Engine() = default;
 
 std::uint32_t Engine::intern_filename_unlocked(std::string_view utf8) noexcept {
-  if (auto it = filename_ids_.find(utf8); it != filename_ids_.end()) return it->second;
-  try {
-    const auto id = static_cast<std::uint32_t>(filenames_.size());
-    filenames_.emplace_back(utf8);
-    try {
-      filename_ids_.emplace(filenames_.back(), id);
-    } catch (const std::bad_alloc&) {
-      filenames_.pop_back();
-      return kNoId;
-    }
-    return id;
-  } catch (const std::bad_alloc&) {
-    return kNoId;
+  if (utf8.size() > UINT32_MAX - 4) return kNoId;
+  const std::size_t count = 1 + (utf8.size() + 3) / 4;
+  // Paths are short: pack on the stack when they fit.
+  std::array<std::uint32_t, 256> small;
+  NothrowVector<std::uint32_t> large;
+  std::uint32_t* words = small.data();
+  if (count > small.size()) {
+    if (!large.assign_filled(count, 0)) return kNoId;
+    words = large.data();
   }
+  words[0] = static_cast<std::uint32_t>(utf8.size());
+  words[count - 1] = 0;  // the padding bytes of the last word
+  std::memcpy(words + 1, utf8.data(), utf8.size());
+  return filenames_.intern({words, count});
 }
 
 std::uint32_t Engine::intern_frame_unlocked(std::uint32_t filename, int lineno) noexcept {
@@ -48,14 +48,10 @@ std::uint32_t Engine::intern_traceback_unlocked(std::uint32_t total_nframe,
   // the stack when it fits, to keep the hot path free of allocation.
   constexpr std::size_t kInline = 64;
   std::array<std::uint32_t, kInline + 1> small;
-  std::vector<std::uint32_t> large;
+  NothrowVector<std::uint32_t> large;
   std::uint32_t* key = small.data();
   if (frames.size() > kInline) {
-    try {
-      large.resize(frames.size() + 1);
-    } catch (const std::bad_alloc&) {
-      return kNoId;
-    }
+    if (!large.assign_filled(frames.size() + 1, 0)) return kNoId;
     key = large.data();
   }
   key[0] = std::min(total_nframe, kMaxTotalFrames);
@@ -148,57 +144,6 @@ void Engine::restore_trace(const TakenTrace& taken) noexcept {
   }
 }
 
-bool Engine::traceback_of(std::uintptr_t address, std::vector<std::uint32_t>* frames_out,
-                          std::uint32_t* total_out) const {
-  std::lock_guard lock(mutex_);
-  TraceRecord record;
-  if (!with_traces([&](const auto& traces) { return traces.find(address, &record); })) {
-    return false;
-  }
-  auto words = tracebacks_.get(record.traceback);
-  *total_out = words[0];
-  frames_out->assign(words.begin() + 1, words.end());
-  return true;
-}
-
-bool Engine::traceback_of(std::uint32_t domain, std::uintptr_t address,
-                          std::vector<std::uint32_t>* frames_out, std::uint32_t* total_out) const {
-  if (domain == 0) return traceback_of(address, frames_out, total_out);
-  std::lock_guard lock(mutex_);
-  DomainTraces::Trace trace;
-  if (!domain_traces_.find(domain, address, &trace)) return false;
-  auto words = tracebacks_.get(trace.traceback);
-  *total_out = words[0];
-  frames_out->assign(words.begin() + 1, words.end());
-  return true;
-}
-
-std::string Engine::filename_of_frame_unlocked(std::uint32_t frame_id, int* lineno) const {
-  auto words = frames_.get(frame_id);
-  *lineno = static_cast<int>(words[1]);
-  return filenames_[words[0]];
-}
-
-FrozenTraces Engine::take_snapshot() const {
-  FrozenTraces frozen;
-  std::lock_guard lock(mutex_);
-  with_traces([&](const auto& traces) {
-    frozen.traces.reserve(traces.size());
-    traces.for_each([&](const TraceRecord& r) {
-      frozen.traces.push_back(FrozenTraces::Trace{0, r.traceback, r.size});
-    });
-  });
-  frozen.traces.reserve(frozen.traces.size() + domain_traces_.size());
-  domain_traces_.for_each([&](const DomainTraces::Trace& t) {
-    frozen.traces.push_back(FrozenTraces::Trace{t.domain, t.traceback, t.size});
-  });
-  frozen.frames = frames_;
-  frozen.tracebacks = tracebacks_;
-  frozen.filenames.assign(filenames_.begin(), filenames_.end());
-  frozen.sample_interval = sample_interval();
-  return frozen;
-}
-
 MemoryCounters Engine::memory() const noexcept {
   std::lock_guard lock(mutex_);
   return memory_;
@@ -216,7 +161,6 @@ void Engine::clear_unlocked() noexcept {
   sampled_.clear();
   frames_.clear();
   tracebacks_.clear();
-  filename_ids_.clear();
   filenames_.clear();
   memory_ = MemoryCounters{};
   unknown_traceback_ = kNoId;
@@ -226,15 +170,9 @@ void Engine::clear_unlocked() noexcept {
 
 std::size_t Engine::memory_bytes() const noexcept {
   std::lock_guard lock(mutex_);
-  std::size_t bytes = sizeof(*this) + traces_.memory_bytes() + sampled_traces_.memory_bytes() +
-                      domain_traces_.memory_bytes() + frames_.memory_bytes() +
-                      tracebacks_.memory_bytes();
-  for (const std::string& name : filenames_) bytes += sizeof(std::string) + name.capacity();
-  // Each map node holds a view and an id plus the bucket pointer.
-  bytes +=
-      filename_ids_.size() * (sizeof(std::string_view) + sizeof(std::uint32_t) + 2 * sizeof(void*));
-  bytes += filename_ids_.bucket_count() * sizeof(void*);
-  return bytes;
+  return sizeof(*this) + traces_.memory_bytes() + sampled_traces_.memory_bytes() +
+         domain_traces_.memory_bytes() +
+         frames_.memory_bytes() + tracebacks_.memory_bytes() + filenames_.memory_bytes();
 }
 
 std::size_t Engine::trace_count() const noexcept {

@@ -3,19 +3,21 @@
 // The CPython layer drives it from its allocator hooks. One lock (`mutex()`)
 // guards all state below except the atomics; methods whose name ends in
 // `_unlocked` expect the caller to hold it, the others take it themselves.
-// The engine allocates only with the C++ allocator (libc malloc), never
-// through Python's allocators, so it can run inside Python's allocator hooks.
+// The engine allocates only with libc's malloc (allocation.h), never through
+// Python's allocators, so it can run inside Python's allocator hooks; the
+// methods the hooks call neither throw nor catch (engine.cc is compiled
+// with -fno-exceptions). Those that build the C++ objects a snapshot hands
+// out (engine_snapshot.cc) may throw std::bad_alloc, and are never called
+// from a hook.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "domain_traces.h"
@@ -183,11 +185,14 @@ class Engine {
   DomainTraces domain_traces_;                  // tracked blocks of domains other than 0
   SequenceInterner frames_;
   SequenceInterner tracebacks_;
-  std::deque<std::string> filenames_;  // a deque: the views below must not move
-  std::unordered_map<std::string_view, std::uint32_t> filename_ids_;
+  // A filename is interned as its byte length then its bytes packed four to
+  // a word (little-endian), so its id is its SequenceInterner id.
+  SequenceInterner filenames_;
   MemoryCounters memory_;
   std::uint32_t unknown_traceback_ = kNoId;
   std::uint64_t generation_ = 0;  // bumped by every clear
+
+  std::string filename_unlocked(std::uint32_t id) const;
 
   // add_trace_unlocked in sampled mode, or for a block that has no traceback.
   [[gnu::noinline]] void add_trace_rarely(std::uint64_t interval, std::uintptr_t address,

@@ -1,7 +1,6 @@
 #include "sequence_interner.h"
 
 #include <algorithm>
-#include <new>
 
 namespace heapscope::core {
 
@@ -19,13 +18,14 @@ std::uint32_t SequenceInterner::hash_of(std::span<const std::uint32_t> words) no
 bool SequenceInterner::equal(const Entry& e, std::span<const std::uint32_t> words) const noexcept {
   return e.length == words.size() &&
          std::equal(words.begin(), words.end(),
-                    words_.begin() + static_cast<std::ptrdiff_t>(e.offset));
+                    words_.begin() + e.offset);
 }
 
 bool SequenceInterner::grow_index() noexcept {
   const std::size_t capacity = index_.empty() ? 256 : index_.size() * 2;
-  try {
-    std::vector<std::uint32_t> fresh(capacity, kNoId);
+  NothrowVector<std::uint32_t> fresh;
+  if (!fresh.assign_filled(capacity, kNoId)) return false;
+  {
     const std::size_t mask = capacity - 1;
     for (std::uint32_t id = 0; id < entries_.size(); ++id) {
       std::size_t i = entries_[id].hash & mask;
@@ -34,8 +34,6 @@ bool SequenceInterner::grow_index() noexcept {
     }
     index_.swap(fresh);
     return true;
-  } catch (const std::bad_alloc&) {
-    return false;
   }
 }
 
@@ -50,27 +48,35 @@ std::uint32_t SequenceInterner::intern(std::span<const std::uint32_t> words) noe
     i = (i + 1) & mask;
   }
   if (entries_.size() >= kNoId - 1) return kNoId;
-  try {
-    const auto id = static_cast<std::uint32_t>(entries_.size());
-    entries_.push_back(Entry{words_.size(), static_cast<std::uint32_t>(words.size()), hash});
-    try {
-      words_.insert(words_.end(), words.begin(), words.end());
-    } catch (const std::bad_alloc&) {
-      entries_.pop_back();
-      return kNoId;
-    }
-    index_[i] = id;
-    return id;
-  } catch (const std::bad_alloc&) {
+  const auto id = static_cast<std::uint32_t>(entries_.size());
+  if (!entries_.push_back(Entry{words_.size(), static_cast<std::uint32_t>(words.size()), hash})) {
     return kNoId;
   }
+  if (!words_.append(words)) {
+    entries_.pop_back();
+    return kNoId;
+  }
+  index_[i] = id;
+  return id;
+}
+
+bool SequenceInterner::assign(const SequenceInterner& other) noexcept {
+  SequenceInterner copy;
+  if (!copy.words_.assign(other.words_) || !copy.entries_.assign(other.entries_) ||
+      !copy.index_.assign(other.index_)) {
+    return false;
+  }
+  words_.swap(copy.words_);
+  entries_.swap(copy.entries_);
+  index_.swap(copy.index_);
+  return true;
 }
 
 void SequenceInterner::clear() noexcept {
   // Release the memory, not just the contents: clear_traces() should give it back.
-  std::vector<std::uint32_t>().swap(words_);
-  std::vector<Entry>().swap(entries_);
-  std::vector<std::uint32_t>().swap(index_);
+  words_.reset();
+  entries_.reset();
+  index_.reset();
 }
 
 std::size_t SequenceInterner::memory_bytes() const noexcept {

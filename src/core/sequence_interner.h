@@ -11,7 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
-#include <vector>
+
+#include "nothrow_vector.h"
 
 namespace heapscope::core {
 
@@ -28,6 +29,8 @@ class SequenceInterner {
   }
 
   std::size_t size() const noexcept { return entries_.size(); }
+  // A copy of `other`; false (this unchanged) without memory.
+  [[nodiscard]] bool assign(const SequenceInterner& other) noexcept;
   void clear() noexcept;
   std::size_t memory_bytes() const noexcept;
 
@@ -42,9 +45,9 @@ class SequenceInterner {
   bool equal(const Entry& e, std::span<const std::uint32_t> words) const noexcept;
   bool grow_index() noexcept;
 
-  std::vector<std::uint32_t> words_;
-  std::vector<Entry> entries_;
-  std::vector<std::uint32_t> index_;  // open addressing over entry ids; kNoId = empty
+  NothrowVector<std::uint32_t> words_;
+  NothrowVector<Entry> entries_;
+  NothrowVector<std::uint32_t> index_;  // open addressing over entry ids; kNoId = empty
 };
 
 }  // namespace heapscope::core

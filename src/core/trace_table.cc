@@ -1,7 +1,6 @@
 #include "trace_table.h"
 
 #include <algorithm>
-#include <new>
 
 namespace heapscope::core {
 
@@ -21,12 +20,24 @@ constexpr std::uint64_t kFibonacci = 0x9E3779B97F4A7C15ULL;
 }  // namespace
 
 TraceTable::TraceTable() { forget_young(); }
-TraceTable::~TraceTable() = default;
+TraceTable::~TraceTable() { release_all(); }
+
+void TraceTable::release_all() noexcept {
+  for (Region* region : regions_) {
+    release(region->slots);
+    release(region);
+  }
+  regions_.reset();
+  for (auto& spares : spare_) {
+    for (Slot* slots : spares) release(slots);
+    spares.reset();
+  }
+}
 
 std::size_t TraceTable::size_of(std::uintptr_t address, const Slot& slot) const noexcept {
   if (slot.size != kBigSize) return slot.size;
-  auto it = big_sizes_.find(address);
-  return it == big_sizes_.end() ? kBigSize : it->second;
+  const std::size_t* size = big_sizes_.find(address);
+  return size == nullptr ? kBigSize : *size;
 }
 
 TraceTable::Region* TraceTable::find_region_slow(std::uintptr_t number) const noexcept {
@@ -35,7 +46,7 @@ TraceTable::Region* TraceTable::find_region_slow(std::uintptr_t number) const no
   for (std::size_t i = (number * kFibonacci) >> directory_shift_;; i = (i + 1) & mask) {
     const std::int32_t index = directory_[i];
     if (index < 0) return nullptr;
-    Region* region = regions_[static_cast<std::size_t>(index)].get();
+    Region* region = regions_[static_cast<std::size_t>(index)];
     if (region->number == number) {
       region_cache_[number % kRegionCacheSize] = RegionCacheEntry{number, region};
       return region;
@@ -50,8 +61,9 @@ bool TraceTable::grow_directory() noexcept {
 bool TraceTable::rebuild_directory(std::size_t capacity) noexcept {
   // At most half full, so probing always ends at an empty slot.
   if (regions_.size() * 2 > capacity) return false;
-  try {
-    std::vector<std::int32_t> fresh(capacity, -1);
+  NothrowVector<std::int32_t> fresh;
+  if (!fresh.assign_filled(capacity, -1)) return false;
+  {
     const unsigned shift = 64 - static_cast<unsigned>(__builtin_ctzll(capacity));
     for (std::size_t index = 0; index < regions_.size(); ++index) {
       std::size_t i = (regions_[index]->number * kFibonacci) >> shift;
@@ -61,8 +73,6 @@ bool TraceTable::rebuild_directory(std::size_t capacity) noexcept {
     directory_.swap(fresh);
     directory_shift_ = shift;
     return true;
-  } catch (const std::bad_alloc&) {
-    return false;
   }
 }
 
@@ -70,59 +80,55 @@ TraceTable::Region* TraceTable::find_or_add_region(std::uintptr_t number) noexce
   if (Region* region = find_region(number)) return region;
   if ((regions_.size() + 1) * 2 > directory_.size() && !grow_directory()) return nullptr;
   if (regions_.size() >= static_cast<std::size_t>(INT32_MAX)) return nullptr;
-  try {
-    auto region = std::make_unique<Region>();
-    region->number = number;
-    regions_.push_back(std::move(region));
-    ++empty_regions_;  // until its first trace
-  } catch (const std::bad_alloc&) {
+  Region* region = allocate_array<Region>(1);
+  if (region == nullptr) return nullptr;
+  *region = Region{number, 0, 0, 0, 0, nullptr};
+  if (!regions_.push_back(region)) {
+    release(region);
     return nullptr;
   }
+  ++empty_regions_;  // until its first trace
   const std::size_t mask = directory_.size() - 1;
   std::size_t i = (number * kFibonacci) >> directory_shift_;
   while (directory_[i] >= 0) i = (i + 1) & mask;
   directory_[i] = static_cast<std::int32_t>(regions_.size() - 1);
-  Region* added = regions_.back().get();
-  region_cache_[number % kRegionCacheSize] = RegionCacheEntry{number, added};
-  return added;
+  region_cache_[number % kRegionCacheSize] = RegionCacheEntry{number, region};
+  return region;
 }
 
-std::unique_ptr<TraceTable::Slot[]> TraceTable::take_slots(std::uint32_t capacity) noexcept {
+TraceTable::Slot* TraceTable::take_slots(std::uint32_t capacity) noexcept {
   const auto log2 = static_cast<unsigned>(__builtin_ctz(capacity));
-  std::unique_ptr<Slot[]> slots;
+  Slot* slots;
   if (log2 < kCapacityClasses && !spare_[log2].empty()) {
-    slots = std::move(spare_[log2].back());
+    slots = spare_[log2].back();
     spare_[log2].pop_back();
     spare_bytes_ -= capacity * sizeof(Slot);
   } else {
-    slots.reset(new (std::nothrow) Slot[capacity]);
-    if (!slots) return nullptr;
+    slots = allocate_array<Slot>(capacity);
+    if (slots == nullptr) return nullptr;
   }
-  std::fill_n(slots.get(), capacity, Slot{0, 0, kEmpty});
+  std::fill_n(slots, capacity, Slot{0, 0, kEmpty});
   return slots;
 }
 
-void TraceTable::keep_slots(std::unique_ptr<Slot[]> slots, std::uint32_t capacity) noexcept {
+void TraceTable::keep_slots(Slot* slots, std::uint32_t capacity) noexcept {
   const auto log2 = static_cast<unsigned>(__builtin_ctz(capacity));
   const std::size_t bytes = capacity * sizeof(Slot);
-  if (!slots || log2 >= kCapacityClasses ||
-      spare_bytes_ + bytes > std::max(kMinSpareBytes, slot_bytes_ / 4)) {
-    return;  // freed here
+  if (slots == nullptr || log2 >= kCapacityClasses ||
+      spare_bytes_ + bytes > std::max(kMinSpareBytes, slot_bytes_ / 4) ||
+      !spare_[log2].push_back(slots)) {
+    release(slots);  // not worth keeping, or no room to remember it
+    return;
   }
-  try {
-    spare_[log2].push_back(std::move(slots));
-    spare_bytes_ += bytes;
-  } catch (const std::bad_alloc&) {
-    // no room to remember it: freed with the unique_ptr
-  }
+  spare_bytes_ += bytes;
 }
 
 bool TraceTable::resize_region(Region& region, std::uint32_t capacity) noexcept {
-  std::unique_ptr<Slot[]> fresh = take_slots(capacity);
-  if (!fresh) return false;
-  std::unique_ptr<Slot[]> old = std::move(region.slots);
+  Slot* fresh = take_slots(capacity);
+  if (fresh == nullptr) return false;
+  Slot* old = region.slots;
   const std::uint32_t old_capacity = region.capacity;
-  region.slots = std::move(fresh);
+  region.slots = fresh;
   region.capacity = capacity;
   region.shift = 64 - static_cast<unsigned>(__builtin_ctz(capacity));
   region.peak_capacity = std::max(region.peak_capacity, capacity);
@@ -133,7 +139,7 @@ bool TraceTable::resize_region(Region& region, std::uint32_t capacity) noexcept 
     while (region.slots[i].traceback != kEmpty) i = (i + 1) & (capacity - 1);
     region.slots[i] = old[j];
   }
-  if (old_capacity != 0) keep_slots(std::move(old), old_capacity);
+  if (old_capacity != 0) keep_slots(old, old_capacity);
   return true;
 }
 
@@ -142,15 +148,18 @@ void TraceTable::drop_empty_regions() noexcept {
   // survivors need. Amortised: runs only once empties outnumber the living.
   std::size_t kept = 0;
   for (std::size_t i = 0; i < regions_.size(); ++i) {
-    Region& region = *regions_[i];
-    if (region.count != 0) {
-      regions_[kept++] = std::move(regions_[i]);
-    } else if (region.capacity != 0) {
-      slot_bytes_ -= region.capacity * sizeof(Slot);
-      keep_slots(std::move(region.slots), region.capacity);
+    Region* region = regions_[i];
+    if (region->count != 0) {
+      regions_[kept++] = region;
+      continue;
     }
+    if (region->capacity != 0) {
+      slot_bytes_ -= region->capacity * sizeof(Slot);
+      keep_slots(region->slots, region->capacity);
+    }
+    release(region);
   }
-  regions_.resize(kept);
+  regions_.truncate(kept);
   empty_regions_ = 0;
   forget_cached_regions();
   std::size_t capacity = 64;
@@ -169,14 +178,10 @@ void TraceTable::drop_empty_regions() noexcept {
 
 bool TraceTable::insert_unaligned(std::uintptr_t address, std::size_t size,
                                   std::uint32_t traceback) noexcept {
-  try {
-    auto [it, inserted] =
-        unaligned_.insert_or_assign(address, TraceRecord{address, size, traceback});
-    if (inserted) ++count_;
-    return true;
-  } catch (const std::bad_alloc&) {
-    return false;
-  }
+  bool added = false;
+  if (!unaligned_.put(address, TraceRecord{address, size, traceback}, &added)) return false;
+  if (added) ++count_;
+  return true;
 }
 
 bool TraceTable::insert(std::uintptr_t address, std::size_t size, std::uint32_t traceback,
@@ -222,8 +227,7 @@ bool TraceTable::insert_slow(std::uintptr_t address, std::size_t size, std::uint
   if (traceback == kEmpty) return false;  // reserved for free slots
   if (address & ((1u << kOffsetShift) - 1)) {
     if (replaced_size) {
-      auto it = unaligned_.find(address);
-      if (it != unaligned_.end()) *replaced_size = it->second.size;
+      if (const TraceRecord* old = unaligned_.find(address)) *replaced_size = old->size;
     }
     return insert_unaligned(address, size, traceback);
   }
@@ -242,11 +246,7 @@ bool TraceTable::insert_slow(std::uintptr_t address, std::size_t size, std::uint
       if (slot.offset != offset) continue;
       const std::size_t old_size = size_of(address, slot);
       if (big) {
-        try {
-          big_sizes_[address] = size;
-        } catch (const std::bad_alloc&) {
-          return false;
-        }
+        if (!big_sizes_.put(address, size)) return false;
       } else if (slot.size == kBigSize) {
         big_sizes_.erase(address);
       }
@@ -266,13 +266,7 @@ bool TraceTable::insert_slow(std::uintptr_t address, std::size_t size, std::uint
     for (i = home_of(*region, offset); region->slots[i].traceback != kEmpty; i = (i + 1) & mask) {
     }
   }
-  if (big) {
-    try {
-      big_sizes_[address] = size;
-    } catch (const std::bad_alloc&) {
-      return false;
-    }
-  }
+  if (big && !big_sizes_.put(address, size)) return false;
   region->slots[i] = Slot{offset, slot_size, traceback};
   if (region->count++ == 0) --empty_regions_;
   ++count_;
@@ -280,19 +274,19 @@ bool TraceTable::insert_slow(std::uintptr_t address, std::size_t size, std::uint
 }
 
 bool TraceTable::erase_unaligned(std::uintptr_t address, TraceRecord* removed) noexcept {
-  auto it = unaligned_.find(address);
-  if (it == unaligned_.end()) return false;
-  if (removed) *removed = it->second;
-  unaligned_.erase(it);
+  const TraceRecord* record = unaligned_.find(address);
+  if (record == nullptr) return false;
+  if (removed) *removed = *record;
+  unaligned_.erase(address);
   --count_;
   return true;
 }
 
 std::size_t TraceTable::erase_big_size(std::uintptr_t address) noexcept {
-  auto it = big_sizes_.find(address);
-  if (it == big_sizes_.end()) return kBigSize;
-  const std::size_t size = it->second;
-  big_sizes_.erase(it);
+  const std::size_t* found = big_sizes_.find(address);
+  if (found == nullptr) return kBigSize;
+  const std::size_t size = *found;
+  big_sizes_.erase(address);
   return size;
 }
 
@@ -308,7 +302,7 @@ bool TraceTable::erase_from_regions(std::uintptr_t address, TraceRecord* removed
   // Backward-shift deletion: pull later members of the probe run into the
   // hole so lookups never need tombstones.
   const std::uint32_t mask = region->capacity - 1;
-  auto hole = static_cast<std::uint32_t>(slot - region->slots.get());
+  auto hole = static_cast<std::uint32_t>(slot - region->slots);
   for (std::uint32_t j = (hole + 1) & mask; region->slots[j].traceback != kEmpty;
        j = (j + 1) & mask) {
     const std::uint32_t home = home_of(*region, region->slots[j].offset);
@@ -353,9 +347,9 @@ bool TraceTable::find(std::uintptr_t address, TraceRecord* out) const noexcept {
     return true;
   }
   if (address & ((1u << kOffsetShift) - 1)) {
-    auto it = unaligned_.find(address);
-    if (it == unaligned_.end()) return false;
-    *out = it->second;
+    const TraceRecord* record = unaligned_.find(address);
+    if (record == nullptr) return false;
+    *out = *record;
     return true;
   }
   const Region* region = find_region(address >> kRegionShift);
@@ -373,9 +367,9 @@ bool TraceTable::set_traceback(std::uintptr_t address, std::uint32_t traceback) 
     return true;
   }
   if (address & ((1u << kOffsetShift) - 1)) {
-    auto it = unaligned_.find(address);
-    if (it == unaligned_.end()) return false;
-    it->second.traceback = traceback;
+    TraceRecord* record = unaligned_.find(address);
+    if (record == nullptr) return false;
+    record->traceback = traceback;
     return true;
   }
   Region* region = find_region(address >> kRegionShift);
@@ -388,31 +382,25 @@ bool TraceTable::set_traceback(std::uintptr_t address, std::uint32_t traceback) 
 
 void TraceTable::clear() noexcept {
   // Release the memory, not just the contents: clear_traces() gives it back.
-  std::vector<std::unique_ptr<Region>>().swap(regions_);
-  std::vector<std::int32_t>().swap(directory_);
+  release_all();
+  directory_.reset();
   directory_shift_ = 64;
   forget_cached_regions();
   empty_regions_ = 0;
-  for (auto& spares : spare_) std::vector<std::unique_ptr<Slot[]>>().swap(spares);
   spare_bytes_ = 0;
   slot_bytes_ = 0;
   forget_young();
   count_ = 0;
-  big_sizes_ = {};
-  unaligned_ = {};
+  big_sizes_.reset();
+  unaligned_.reset();
 }
 
 std::size_t TraceTable::memory_bytes() const noexcept {
-  constexpr std::size_t kMapNode = 2 * sizeof(void*);  // per-node link and hash
   std::size_t bytes = sizeof(*this) + directory_.capacity() * sizeof(std::int32_t) +
-                      regions_.capacity() * sizeof(std::unique_ptr<Region>);
+                      regions_.capacity() * sizeof(Region*);
   bytes += regions_.size() * sizeof(Region) + slot_bytes_ + spare_bytes_;
-  for (const auto& spares : spare_) bytes += spares.capacity() * sizeof(std::unique_ptr<Slot[]>);
-  bytes += big_sizes_.size() * (sizeof(std::uintptr_t) + sizeof(std::size_t) + kMapNode) +
-           big_sizes_.bucket_count() * sizeof(void*);
-  bytes += unaligned_.size() * (sizeof(std::uintptr_t) + sizeof(TraceRecord) + kMapNode) +
-           unaligned_.bucket_count() * sizeof(void*);
-  return bytes;
+  for (const auto& spares : spare_) bytes += spares.capacity() * sizeof(Slot*);
+  return bytes + big_sizes_.memory_bytes() + unaligned_.memory_bytes();
 }
 
 }  // namespace heapscope::core

@@ -46,8 +46,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <unordered_map>
-#include <vector>
+
+#include "address_map.h"
+#include "nothrow_vector.h"
 
 namespace heapscope::core {
 
@@ -129,7 +130,7 @@ class TraceTable {
 
   template <typename F>
   void for_each(F&& visit) const {
-    for (const auto& region : regions_) {
+    for (const Region* region : regions_) {
       for (std::uint32_t i = 0; i < region->capacity; ++i) {
         const Slot& slot = region->slots[i];
         if (slot.traceback == kEmpty) continue;
@@ -137,7 +138,7 @@ class TraceTable {
         visit(TraceRecord{address, size_of(address, slot), slot.traceback});
       }
     }
-    for (const auto& [address, record] : unaligned_) visit(record);
+    unaligned_.for_each([&](std::uintptr_t, const TraceRecord& record) { visit(record); });
     for (const YoungTrace& young : young_) {
       if (young.address != kNoYoung) {
         visit(TraceRecord{young.address, young.size, young.traceback});
@@ -167,7 +168,7 @@ class TraceTable {
     // draining (a structure built and dropped in a loop) goes back toward it
     // in fewer, bigger steps, each of which rehashes every trace.
     std::uint32_t peak_capacity = 0;
-    std::unique_ptr<Slot[]> slots;
+    Slot* slots;  // owned (allocation.h), nullptr while capacity is 0
   };
 
   // A young trace: a block that fits a region slot (fits_a_slot), so that it
@@ -240,7 +241,7 @@ class TraceTable {
       if (region != nullptr && region->capacity != 0) [[likely]] {
         const auto offset = static_cast<std::uint16_t>(address >> kOffsetShift);
         const std::uint32_t mask = region->capacity - 1;
-        Slot* slots = region->slots.get();
+        Slot* slots = region->slots;
         std::uint32_t i = home_of(*region, offset);
         for (; slots[i].traceback != kEmpty; i = (i + 1) & mask) {
           if (slots[i].offset != offset) continue;
@@ -281,9 +282,12 @@ class TraceTable {
   bool resize_region(Region& region, std::uint32_t capacity) noexcept;
   // A slot array of `capacity` (a power of two), every slot empty; null
   // when out of memory.
-  std::unique_ptr<Slot[]> take_slots(std::uint32_t capacity) noexcept;
-  // Keeps `slots` for reuse while the spares stay within budget.
-  void keep_slots(std::unique_ptr<Slot[]> slots, std::uint32_t capacity) noexcept;
+  Slot* take_slots(std::uint32_t capacity) noexcept;
+  // Takes `slots` over: kept for reuse while the spares stay within
+  // budget, freed otherwise.
+  void keep_slots(Slot* slots, std::uint32_t capacity) noexcept;
+  // Frees the regions, their slot arrays and the spares.
+  void release_all() noexcept;
   [[gnu::noinline]] void give_back_memory(Region& region) noexcept;
   void drop_empty_regions() noexcept;
 
@@ -318,8 +322,8 @@ class TraceTable {
 
   // Regions own their slots; the directory indexes them by region number
   // (open addressing over indexes into regions_, -1 = empty).
-  std::vector<std::unique_ptr<Region>> regions_;
-  std::vector<std::int32_t> directory_;
+  NothrowVector<Region*> regions_;  // each owned (allocation.h)
+  NothrowVector<std::int32_t> directory_;
   unsigned directory_shift_ = 64;
   // Recently used regions, direct-mapped by region number: a program's
   // live blocks sit in a few dozen regions, and calls alternate between
@@ -335,15 +339,15 @@ class TraceTable {
   // Spare slot arrays by log2 of their capacity (at most 2^17 slots: an
   // offset has 16 bits and a table is at most 4/5 full).
   static constexpr unsigned kCapacityClasses = 18;
-  std::array<std::vector<std::unique_ptr<Slot[]>>, kCapacityClasses> spare_;
+  std::array<NothrowVector<Slot*>, kCapacityClasses> spare_;  // each owned
   std::size_t spare_bytes_ = 0;
   std::size_t slot_bytes_ = 0;  // in the regions' own tables
 
   std::array<YoungTrace, kYoungSlots> young_;
 
   std::size_t count_ = 0;  // young traces included
-  std::unordered_map<std::uintptr_t, std::size_t> big_sizes_;
-  std::unordered_map<std::uintptr_t, TraceRecord> unaligned_;
+  AddressMap<std::size_t> big_sizes_;
+  AddressMap<TraceRecord> unaligned_;
 };
 
 }  // namespace heapscope::core

@@ -5,10 +5,11 @@
 #include <algorithm>
 #include <array>
 #include <iterator>
-#include <memory>
 #include <mutex>
 #include <new>
-#include <vector>
+
+#include "core/allocation.h"
+#include "core/nothrow_vector.h"
 
 #include "frames/frame_capture.h"
 #include "thread_state.h"
@@ -24,8 +25,8 @@ namespace {
 constexpr int kStackFrames = 128;
 
 struct FrameBuffers {
-  std::vector<hs_raw_frame> frames;
-  std::vector<std::uint32_t> ids;
+  core::NothrowVector<hs_raw_frame> frames;
+  core::NothrowVector<std::uint32_t> ids;
 };
 
 // The last stack this thread captured and the traceback it interned to.
@@ -81,7 +82,7 @@ struct LastCapture {
   unsigned total = 0;
   int count = -1;
   hs_capture_key key{};
-  std::vector<hs_raw_frame> frames;  // the key's live frames
+  core::NothrowVector<hs_raw_frame> frames;  // the key's live frames
   std::array<std::array<Sibling, 2>, kSets> siblings{};
   std::uint32_t generation = 1;  // of the siblings; 0: never valid
   unsigned top_set = 0;          // set_of(frames[0], total)
@@ -97,8 +98,8 @@ struct LastCapture {
   // only stacks whose code objects the resolver knows are kept.
   std::uint64_t resolved_epoch = 0;
   unsigned resolved_total = 0;
-  std::vector<hs_raw_frame> resolved_frames;
-  std::vector<std::uint32_t> resolved_ids;  // one per resolved frame
+  core::NothrowVector<hs_raw_frame> resolved_frames;
+  core::NothrowVector<std::uint32_t> resolved_ids;  // one per resolved frame
 
   // Sets ids[i] for each frame of `captured` that the last resolved stack
   // held at the same depth, and core::kNoId for the others.
@@ -123,10 +124,8 @@ struct LastCapture {
   }
   void keep_resolved(std::uint64_t now, const Capture& captured,
                      const std::uint32_t* ids) noexcept {
-    try {
-      resolved_frames.assign(captured.frames, captured.frames + captured.count);
-      resolved_ids.assign(ids, ids + captured.count);
-    } catch (const std::bad_alloc&) {
+    const auto n = static_cast<std::size_t>(captured.count);
+    if (!resolved_frames.assign({captured.frames, n}) || !resolved_ids.assign({ids, n})) {
       resolved_epoch = 0;
       return;
     }
@@ -187,9 +186,7 @@ struct LastCapture {
       siblings.fill({});
       generation = 1;
     }
-    try {
-      frames.assign(captured.frames, captured.frames + captured.key.live);
-    } catch (const std::bad_alloc&) {
+    if (!frames.assign({captured.frames, static_cast<std::size_t>(captured.key.live)})) {
       epoch = 0;
       return;
     }
@@ -217,11 +214,19 @@ thread_local bool t_last_gone __attribute__((tls_model("initial-exec"))) = false
 // "cannot allocate memory in static TLS block" at 2.4 KiB). Out of memory,
 // the thread simply remembers nothing.
 struct LastCaptureOwner {
-  std::unique_ptr<LastCapture> capture{new (std::nothrow) LastCapture()};
-  LastCaptureOwner() noexcept { t_last = capture.get(); }
+  LastCapture* capture = nullptr;
+  LastCaptureOwner() noexcept {
+    void* memory = core::allocate(sizeof(LastCapture));
+    if (memory != nullptr) capture = new (memory) LastCapture();
+    t_last = capture;
+  }
   ~LastCaptureOwner() {
     t_last = nullptr;
     t_last_gone = true;  // allocations later in the thread's exit go unremembered
+    if (capture != nullptr) {
+      capture->~LastCapture();
+      core::release(capture);
+    }
   }
 };
 
@@ -239,15 +244,12 @@ struct LastCaptureOwner {
 // Null when the buffer cannot be had (out of memory): the trace is dropped.
 FrameBuffers* deep_buffers(int limit) noexcept {
   thread_local FrameBuffers buffers;
-  try {
-    if (buffers.frames.size() < static_cast<std::size_t>(limit)) {
-      buffers.frames.resize(static_cast<std::size_t>(limit));
-      buffers.ids.resize(static_cast<std::size_t>(limit));
-    }
-    return &buffers;
-  } catch (const std::bad_alloc&) {
+  const auto wanted = static_cast<std::size_t>(limit);
+  if (buffers.frames.size() < wanted &&
+      (!buffers.frames.resize(wanted) || !buffers.ids.resize(wanted))) {
     return nullptr;
   }
+  return &buffers;
 }
 
 // The block this thread recorded last, for the object-creation hooks (the

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <new>
 
 namespace heapscope::cpython {
 
@@ -70,7 +69,7 @@ std::uint32_t CaptureCache::find(std::uint64_t epoch, std::uint64_t hash,
 
 bool CaptureCache::grow() noexcept {
   const std::uint32_t capacity = capacity_ ? capacity_ * 2 : kInitialSlots;
-  std::unique_ptr<Slot[]> fresh(new (std::nothrow) Slot[capacity]);
+  std::unique_ptr<Slot[], core::Releaser> fresh(core::allocate_array<Slot>(capacity));
   if (!fresh) return false;
   for (std::uint32_t i = 0; i < capacity; ++i) fresh[i] = Slot{0, 0, 0, 0, 0, 0, 0, 0};
   const std::uint32_t mask = capacity - 1;
@@ -99,7 +98,8 @@ void CaptureCache::insert(std::uint64_t epoch, std::uint64_t hash, const Capture
     std::uint32_t capacity = std::max<std::uint32_t>(pool_capacity_ * 2, 1024);
     while (capacity < pool_used_ + need) capacity *= 2;
     capacity = std::min(capacity, kMaxPoolFrames);
-    std::unique_ptr<hs_raw_frame[]> fresh(new (std::nothrow) hs_raw_frame[capacity]);
+    std::unique_ptr<hs_raw_frame[], core::Releaser> fresh(
+        core::allocate_array<hs_raw_frame>(capacity));
     if (!fresh) return;
     if (pool_used_ != 0) std::memcpy(fresh.get(), pool_.get(), sizeof(hs_raw_frame) * pool_used_);
     pool_ = std::move(fresh);

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "core/allocation.h"
 #include "frames/frame_capture.h"
 
 namespace heapscope::cpython {
@@ -107,10 +108,10 @@ class CaptureCache {
   bool live(const Slot& slot) const noexcept { return slot.generation == generation_; }
   bool grow() noexcept;
 
-  std::unique_ptr<Slot[]> slots_;
+  std::unique_ptr<Slot[], core::Releaser> slots_;
   std::uint32_t capacity_ = 0;  // a power of two, or 0 before the first insert
   std::uint32_t entries_ = 0;
-  std::unique_ptr<hs_raw_frame[]> pool_;
+  std::unique_ptr<hs_raw_frame[], core::Releaser> pool_;
   std::uint32_t pool_capacity_ = 0;
   std::uint32_t pool_used_ = 0;
   std::uint32_t generation_ = 1;  // slots start at generation 0: empty

@@ -10,6 +10,7 @@
 
 #include "allocator_hooks.h"
 #include "call_slots.h"
+#include "core/allocation.h"
 #include "object_address.h"
 #include "snapshot_binding.h"
 #include "tracer.h"
@@ -135,5 +136,10 @@ NB_MODULE(_heapscope, m) {
       "_patched_slots", [](nb::str symbol) { return hs::call_slots_patched(symbol.c_str()); },
       nb::arg("symbol"),
       "Relocation slots that hold heapscope's replacement for `symbol` (tests).");
+#ifdef HEAPSCOPE_FAULT_INJECTION
+  // tests/fault_injection: the Nth allocation of the tracer fails (0: none).
+  m.def("_fail_allocation_at", &heapscope::core::fail_allocation_at, nb::arg("nth"));
+  m.def("_allocations_counted", &heapscope::core::allocations_counted);
+#endif
   hs::register_snapshot_binding(m);
 }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <vector>
 
 #include "allocator_hooks.h"
@@ -63,6 +64,49 @@ int on_code_event(PyCodeEvent event, PyCodeObject* code) {
 }
 #endif
 
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+// 3.12's depth from the recursion counter is wrong inside greenlets
+// (frames_py312.c): note greenlet when it is imported, or if it already was.
+bool names_stack_switcher(PyObject* name) {
+  if (!PyUnicode_Check(name)) return false;
+  const int whole = PyUnicode_CompareWithASCIIString(name, "greenlet");
+  if (whole == 0) return true;
+  PyObject* prefix = PyUnicode_FromString("greenlet.");
+  if (prefix == nullptr) {
+    PyErr_Clear();
+    return true;  // cannot tell: walking is always exact
+  }
+  const Py_ssize_t starts = PyUnicode_Tailmatch(name, prefix, 0, PY_SSIZE_T_MAX, -1);
+  Py_DECREF(prefix);
+  if (starts < 0) PyErr_Clear();
+  return starts != 0;
+}
+
+// A PEP 578 audit hook: CPython raises "import" (module name first) before
+// it looks for a module not yet in sys.modules.
+int on_audit_event(const char* event, PyObject* args, void*) {
+  if (std::strcmp(event, "import") == 0 && PyTuple_Check(args) && PyTuple_GET_SIZE(args) > 0 &&
+      names_stack_switcher(PyTuple_GET_ITEM(args, 0))) {
+    hs_note_stack_switcher();
+  }
+  return 0;
+}
+
+void note_loaded_stack_switcher() {
+  PyObject* modules = PyImport_GetModuleDict();  // borrowed
+  PyObject* names = modules != nullptr ? PyDict_Keys(modules) : nullptr;
+  if (names == nullptr) {
+    PyErr_Clear();
+    hs_note_stack_switcher();  // cannot tell: walking is always exact
+    return;
+  }
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(names); ++i) {
+    if (names_stack_switcher(PyList_GET_ITEM(names, i))) hs_note_stack_switcher();
+  }
+  Py_DECREF(names);
+}
+#endif
+
 }  // namespace
 
 bool initialize() {
@@ -78,6 +122,13 @@ bool initialize() {
 #if PY_VERSION_HEX >= 0x030C0000
   if (PyCode_AddWatcher(on_code_event) < 0) return false;
 #endif
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+  // Without the hook (an existing one refused it) imports go unseen: walk.
+  if (PySys_AddAuditHook(on_audit_event, nullptr) < 0) {
+    PyErr_Clear();
+    hs_note_stack_switcher();
+  }
+#endif
   done = true;
   return true;
 }
@@ -86,6 +137,9 @@ bool start(int nframe, std::uint64_t sample_interval) {
   Tracer& t = tracer();
   if (t.engine.tracing()) return t.engine.sample_interval() == sample_interval;
   t.max_nframe.store(nframe, std::memory_order_relaxed);
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+  note_loaded_stack_switcher();
+#endif
   install_hooks();
   install_reference_tracer();
   // Out of memory, the calls stay CPython's: tracing goes on without them.

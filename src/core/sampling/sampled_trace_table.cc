@@ -4,7 +4,6 @@
 #include <bit>
 #include <cstring>
 #include <iterator>
-#include <new>
 
 namespace heapscope::core::sampling {
 
@@ -52,7 +51,7 @@ const std::uint8_t* skip_varint(const std::uint8_t* p) noexcept {
 }  // namespace
 
 SampledTraceTable::SampledTraceTable() = default;
-SampledTraceTable::~SampledTraceTable() = default;
+SampledTraceTable::~SampledTraceTable() { clear(); }
 
 std::size_t SampledTraceTable::chunk_for(std::uintptr_t address) const noexcept {
   // The last chunk starting at or below the address; the first one for an
@@ -64,7 +63,7 @@ std::size_t SampledTraceTable::chunk_for(std::uintptr_t address) const noexcept 
 
 SampledTraceTable::Position SampledTraceTable::locate(const Chunk& chunk,
                                                       std::uintptr_t address) noexcept {
-  const std::uint8_t* const data = chunk.data.get();
+  const std::uint8_t* const data = chunk.data;
   const std::uint8_t* p = data;
   std::uintptr_t previous = chunk.base;
   for (std::uint32_t i = 0; i < chunk.count; ++i) {
@@ -98,21 +97,22 @@ bool SampledTraceTable::splice(Chunk& chunk, std::uint32_t from, std::uint32_t t
   } else if (chunk.capacity - length > 2 * kSlack) {
     wanted = usable(length + kSlack);
   }
-  std::unique_ptr<std::uint8_t[]> fresh;
+  std::uint8_t* fresh = nullptr;
   if (wanted != chunk.capacity) {
-    fresh.reset(new (std::nothrow) std::uint8_t[wanted]);
+    fresh = allocate_array<std::uint8_t>(wanted);
     // Without memory a shrink is still done in place (so erase never fails).
-    if (!fresh && length > chunk.capacity) return false;
+    if (fresh == nullptr && length > chunk.capacity) return false;
   }
-  if (fresh) {
-    std::memcpy(fresh.get(), chunk.data.get(), from);
-    std::memcpy(fresh.get() + from + n, chunk.data.get() + to, tail);
-    chunk.data = std::move(fresh);
+  if (fresh != nullptr) {
+    std::memcpy(fresh, chunk.data, from);
+    std::memcpy(fresh + from + n, chunk.data + to, tail);
+    release(chunk.data);
+    chunk.data = fresh;
     chunk.capacity = static_cast<std::uint16_t>(wanted);
   } else {
-    std::memmove(chunk.data.get() + from + n, chunk.data.get() + to, tail);
+    std::memmove(chunk.data + from + n, chunk.data + to, tail);
   }
-  std::memcpy(chunk.data.get() + from, in, n);
+  std::memcpy(chunk.data + from, in, n);
   chunk.bytes = static_cast<std::uint16_t>(length);
   return true;
 }
@@ -133,16 +133,16 @@ bool SampledTraceTable::make_chunk(const TraceRecord* entries, std::uint32_t n,
               varint_length(entries[i].traceback);
     previous = entries[i].address;
   }
-  std::unique_ptr<std::uint8_t[]> data(new (std::nothrow) std::uint8_t[usable(length)]);
-  if (!data) return false;
-  std::uint8_t* p = data.get();
+  std::uint8_t* data = allocate_array<std::uint8_t>(usable(length));
+  if (data == nullptr) return false;
+  std::uint8_t* p = data;
   previous = entries[0].address;
   for (std::uint32_t i = 0; i < n; ++i) {
     p = put_entry(p, entries[i].address - previous, entries[i].size, entries[i].traceback);
     previous = entries[i].address;
   }
   out->base = entries[0].address;
-  out->data = std::move(data);
+  out->data = data;
   out->count = static_cast<std::uint16_t>(n);
   out->bytes = static_cast<std::uint16_t>(length);
   out->capacity = static_cast<std::uint16_t>(usable(length));
@@ -150,7 +150,7 @@ bool SampledTraceTable::make_chunk(const TraceRecord* entries, std::uint32_t n,
 }
 
 void SampledTraceTable::decode(const Chunk& chunk, TraceRecord* out) noexcept {
-  const std::uint8_t* p = chunk.data.get();
+  const std::uint8_t* p = chunk.data;
   std::uintptr_t previous = chunk.base;
   for (std::uint32_t i = 0; i < chunk.count; ++i) {
     p = get_entry(p, previous, &out[i]);
@@ -165,9 +165,8 @@ bool SampledTraceTable::insert(std::uintptr_t address, std::size_t size, std::ui
   if (chunks_.empty()) {
     Chunk chunk;
     if (!make_chunk(&added, 1, &chunk)) return false;
-    try {
-      chunks_.push_back(std::move(chunk));
-    } catch (const std::bad_alloc&) {
+    if (!chunks_.push_back(chunk)) {
+      release(chunk.data);
       return false;
     }
     ++count_;
@@ -215,16 +214,15 @@ bool SampledTraceTable::split_insert(std::size_t i, const Position& at,
   if (at.index == 0) left_count = 1;
   if (at.index == kMaxEntries) left_count = kMaxEntries;
   Chunk left, right;
-  if (!make_chunk(entries, left_count, &left) ||
-      !make_chunk(entries + left_count, kMaxEntries + 1 - left_count, &right)) {
+  if (!make_chunk(entries, left_count, &left)) return false;
+  if (!make_chunk(entries + left_count, kMaxEntries + 1 - left_count, &right) ||
+      !chunks_.insert(i + 1, right)) {
+    release(left.data);
+    release(right.data);
     return false;
   }
-  try {
-    chunks_.insert(chunks_.begin() + static_cast<std::ptrdiff_t>(i) + 1, std::move(right));
-  } catch (const std::bad_alloc&) {
-    return false;
-  }
-  chunks_[i] = std::move(left);
+  release(chunks_[i].data);
+  chunks_[i] = left;
   ++count_;
   return true;
 }
@@ -249,8 +247,7 @@ bool SampledTraceTable::erase(std::uintptr_t address, TraceRecord* removed) noex
   std::uintptr_t next_address = 0;
   if (at.index + 1 < chunk.count) {
     TraceRecord next;
-    to = static_cast<std::uint32_t>(get_entry(chunk.data.get() + at.end, address, &next) -
-                                    chunk.data.get());
+    to = static_cast<std::uint32_t>(get_entry(chunk.data + at.end, address, &next) - chunk.data);
     next_address = next.address;
     const std::uintptr_t previous = at.index == 0 ? next.address : at.previous;
     n = static_cast<std::size_t>(
@@ -282,21 +279,20 @@ void SampledTraceTable::merge_small(std::size_t i) noexcept {
   decode(chunks_[first + 1], entries + chunks_[first].count);
   Chunk merged;
   if (!make_chunk(entries, chunks_[first].count + chunks_[first + 1].count, &merged)) return;
-  chunks_[first] = std::move(merged);
+  release(chunks_[first].data);
+  chunks_[first] = merged;
   remove_chunk(first + 1);
 }
 
 void SampledTraceTable::remove_chunk(std::size_t i) noexcept {
-  chunks_.erase(chunks_.begin() + static_cast<std::ptrdiff_t>(i));
+  release(chunks_[i].data);
+  chunks_.erase(i);
   // Give the vector's memory back as the traces go, not only at clear().
+  // Without memory for a smaller one, the bigger one stays.
   if (chunks_.capacity() > 16 && chunks_.size() * 4 < chunks_.capacity()) {
-    try {
-      std::vector<Chunk> smaller;
-      smaller.reserve(chunks_.size() * 2);
-      std::move(chunks_.begin(), chunks_.end(), std::back_inserter(smaller));
+    NothrowVector<Chunk> smaller;
+    if (smaller.reserve(chunks_.size() * 2) && smaller.append({chunks_.data(), chunks_.size()})) {
       chunks_.swap(smaller);
-    } catch (const std::bad_alloc&) {
-      // Keep the bigger vector.
     }
   }
 }
@@ -317,7 +313,8 @@ bool SampledTraceTable::set_traceback(std::uintptr_t address, std::uint32_t trac
 }
 
 void SampledTraceTable::clear() noexcept {
-  std::vector<Chunk>().swap(chunks_);  // the memory too, not just the contents
+  for (const Chunk& chunk : chunks_) release(chunk.data);
+  chunks_.reset();  // the memory too, not just the contents
   count_ = 0;
 }
 

@@ -32,8 +32,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <vector>
 
+#include "core/nothrow_vector.h"
 #include "core/trace_table.h"
 
 namespace heapscope::core::sampling {
@@ -91,7 +91,7 @@ class SampledTraceTable {
 
   struct Chunk {
     std::uintptr_t base = 0;  // the address of its first entry
-    std::unique_ptr<std::uint8_t[]> data;
+    std::uint8_t* data = nullptr;  // owned (core/allocation.h)
     std::uint16_t count = 0;     // entries
     std::uint16_t bytes = 0;     // bytes of data in use
     std::uint16_t capacity = 0;  // bytes of data allocated
@@ -143,7 +143,7 @@ class SampledTraceTable {
   void merge_small(std::size_t i) noexcept;
   void remove_chunk(std::size_t i) noexcept;
 
-  std::vector<Chunk> chunks_;  // sorted by base; none empty
+  NothrowVector<Chunk> chunks_;  // sorted by base; none empty
   std::size_t count_ = 0;
 };
 

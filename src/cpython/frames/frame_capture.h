@@ -60,6 +60,13 @@ PyThreadState *hs_gil_holder(void);
  * byte_offset / 2 that the line cache may index. */
 Py_ssize_t hs_code_units(PyCodeObject *code);
 
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+/* 3.12: a module that switches Python stacks on one thread (greenlet) was
+ * loaded, so the recursion counter no longer counts the frames of the
+ * running stack alone: total_nframe comes from a walk from now on. */
+void hs_note_stack_switcher(void);
+#endif
+
 #ifdef __cplusplus
 }
 #endif
