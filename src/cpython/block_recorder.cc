@@ -269,8 +269,8 @@ thread_local bool t_noting __attribute__((tls_model("initial-exec"))) = false;
 // thread's last capture.
 [[gnu::noinline]] std::uint32_t traceback_of_capture(Tracer& t, std::uint64_t epoch,
                                                      LastCapture* last, const Capture& capture,
-                                                     std::uint32_t* ids, bool have_gil,
-                                                     bool rememberable, bool below_same) noexcept {
+                                                     std::uint32_t* ids, bool rememberable,
+                                                     bool below_same) noexcept {
   core::Engine& engine = t.engine;
   const hs_raw_frame* frames = capture.frames;
   const int count = capture.count;
@@ -299,7 +299,7 @@ thread_local bool t_noting __attribute__((tls_model("initial-exec"))) = false;
     }
     for (int i = 0; i < count && resolved; ++i) {
       if (ids[i] == core::kNoId) {
-        ids[i] = t.resolver.resolve_unlocked(engine, frames[i], have_gil, &known);
+        ids[i] = t.resolver.resolve_unlocked(engine, frames[i], &known);
         resolved = ids[i] != core::kNoId;
       }
     }
@@ -357,10 +357,10 @@ template <typename Apply>
     if (capture.key.token == 0) capture.key.live = capture.count;
   }
 
-  // Before 3.12, a code object missing from the resolver (seen first
-  // without the GIL) has no reference keeping its address unique: only
-  // captures made with the GIL may be remembered.
-  bool rememberable = have_gil && frames != nullptr && capture.count > 0 && last != nullptr;
+  // Captures are remembered by their code objects' addresses, which stay
+  // unique while the resolver knows those code objects (frame_resolver.h):
+  // traceback_of_capture() clears this for one it could not note.
+  bool rememberable = frames != nullptr && capture.count > 0 && last != nullptr;
 
   core::Engine& engine = t.engine;
   std::lock_guard lock(engine.mutex());
@@ -371,7 +371,7 @@ template <typename Apply>
   std::uint32_t traceback = below_same ? last->find_top(capture) : CaptureCache::kAbsent;
   if (traceback == CaptureCache::kAbsent) {
     traceback =
-        traceback_of_capture(t, epoch, last, capture, ids, have_gil, rememberable, below_same);
+        traceback_of_capture(t, epoch, last, capture, ids, rememberable, below_same);
   }
   apply(engine, traceback);
 }
