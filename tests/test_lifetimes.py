@@ -1,10 +1,11 @@
-"""Tracing must not change how long the traced program's objects live.
+"""Tracing must not change how long the traced program's objects live, nor
+write into its frames or its garbage collector.
 
 heapscope's frame cache knows code objects by address and holds no
 reference to them: each scenario runs in a fresh interpreter, traced or not,
 and compares what the program can observe (weak references to its code
-objects) and, where a code object's address is reused, the filename and
-line heapscope reports."""
+objects, the collector's allocation count) and, where a code object's
+address is reused, the filename and line heapscope reports."""
 
 import json
 import os
@@ -163,3 +164,43 @@ subinterpreters.destroy(interp)
 print(json.dumps(result))
 """
     check_reuse(run_program(program))
+
+
+# Allocates 2,000 blocks at the bottom of an 80-frame stack, each from the
+# top of 20 more frames that return in between, with the collector off and
+# CPython's free list of dicts emptied, and prints how many blocks the
+# object allocator holds and how many objects the collector saw allocated
+# meanwhile: only what the program itself made. (heapscope once put a dict
+# into a frame near the top of deep stacks, which both saw.)
+_DEEP_ALLOCATIONS = """
+import gc, json, sys
+if sys.argv[1] == "heapscope":
+    import heapscope
+    heapscope.start(int(sys.argv[2]))
+gc.disable()
+kept = []
+
+def up(n, i):
+    if n:
+        return up(n - 1, i)
+    kept.append(bytearray(i % 50 + 10))
+
+def down(n):
+    if n:
+        return down(n - 1)
+    drained = [{} for _ in range(200)]
+    blocks, count = sys.getallocatedblocks(), gc.get_count()[0]
+    for i in range(2000):
+        up(20, i)
+    return sys.getallocatedblocks() - blocks, gc.get_count()[0] - count
+
+blocks, objects = down(80)
+print(json.dumps({"blocks": blocks, "objects": objects}))
+"""
+
+
+@pytest.mark.parametrize("nframe", [1, 25])
+def test_deep_stacks_traced_allocate_nothing_the_program_sees(nframe):
+    untraced = run_program(_DEEP_ALLOCATIONS, "none")
+    traced = run_program(_DEEP_ALLOCATIONS, "heapscope", str(nframe))
+    assert traced == untraced

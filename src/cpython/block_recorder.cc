@@ -80,8 +80,7 @@ struct LastCapture {
   std::uint32_t traceback = 0;
   unsigned total = 0;
   int count = -1;
-  hs_capture_key key{};
-  std::vector<hs_raw_frame> frames;  // the key's live frames
+  std::vector<hs_raw_frame> frames;
   std::array<std::array<Sibling, 2>, kSets> siblings{};
   std::uint32_t generation = 1;  // of the siblings; 0: never valid
   unsigned top_set = 0;          // set_of(frames[0], total)
@@ -140,12 +139,10 @@ struct LastCapture {
   ~LastCapture() { hs_frame_chain_release(&chain); }
 
   // Whether `captured` is the last capture but for its top frame and its
-  // total: the epoch, frame count, anchor and every live frame below the
-  // top the same.
+  // total: the epoch, frame count and every frame below the top the same.
   bool same_below_top(std::uint64_t now, const Capture& captured) const noexcept {
-    return epoch == now && count == captured.count && key.live == captured.key.live &&
-           key.token == captured.key.token && captured.key.live > 0 &&
-           same_raw_frames(frames.data() + 1, captured.frames + 1, captured.key.live - 1);
+    return epoch == now && count == captured.count && captured.count > 0 &&
+           same_raw_frames(frames.data() + 1, captured.frames + 1, captured.count - 1);
   }
   // The traceback of a capture that is the last one but for its top frame
   // and total (same_below_top), or CaptureCache::kAbsent. A sibling found
@@ -188,7 +185,7 @@ struct LastCapture {
       generation = 1;
     }
     try {
-      frames.assign(captured.frames, captured.frames + captured.key.live);
+      frames.assign(captured.frames, captured.frames + captured.count);
     } catch (const std::bad_alloc&) {
       epoch = 0;
       return;
@@ -196,7 +193,6 @@ struct LastCapture {
     epoch = now;
     count = captured.count;
     total = captured.total;
-    key = captured.key;
     traceback = id;
     top_set = set_of(frames[0], total);
   }
@@ -346,15 +342,10 @@ template <typename Apply>
     ids = deep ? deep->ids.data() : nullptr;
   }
   LastCapture* last = last_capture();
-  Capture capture{frames, 0, 0, {0, 0}};
+  Capture capture{frames, 0, 0};
   if (tstate != nullptr && frames != nullptr) {
-    // Marking a frame (core/frame_chain.h, anchors) makes a dict: only with
-    // the GIL, and not for the raw domain, which C code calls wherever it
-    // likes (CPython's own start-up and finalization among them).
-    if (last != nullptr) last->chain.may_anchor = have_gil && !raw_domain;
     capture.count = hs_capture_frames(tstate, frames, limit, &capture.total, have_gil,
-                                      last != nullptr ? &last->chain : nullptr, &capture.key);
-    if (capture.key.token == 0) capture.key.live = capture.count;
+                                      last != nullptr ? &last->chain : nullptr);
   }
 
   // Captures are remembered by their code objects' addresses, which stay
