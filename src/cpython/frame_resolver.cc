@@ -112,8 +112,8 @@ FrameResolver::CodeEntry* FrameResolver::insert_unlocked(core::Engine& engine,
   const Py_ssize_t units = hs_code_units(code);
   if (units <= 0 || units > INT32_MAX) return nullptr;
   if ((size_ + 1) * 2 > capacity_ && !grow_unlocked()) return nullptr;
-  auto* frame_by_unit =
-      static_cast<std::uint32_t*>(std::malloc(static_cast<std::size_t>(units) * sizeof(std::uint32_t)));
+  auto* frame_by_unit = static_cast<std::uint32_t*>(
+      std::malloc(static_cast<std::size_t>(units) * sizeof(std::uint32_t)));
   if (frame_by_unit == nullptr) return nullptr;
   std::fill_n(frame_by_unit, units, core::kNoId);
   std::size_t i = home_of(code);
