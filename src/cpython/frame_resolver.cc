@@ -124,6 +124,7 @@ FrameResolver::CodeEntry* FrameResolver::insert_unlocked(core::Engine& engine,
   slots_[i] = CodeEntry{code, filename_of_unlocked(engine, code),
                         static_cast<std::uint32_t>(units), frame_by_unit};
   ++size_;
+  most_entries_ = std::max(most_entries_, size_);
   return &slots_[i];
 }
 
@@ -175,12 +176,22 @@ bool FrameResolver::forget_code_unlocked(std::uintptr_t address) noexcept {
 }
 
 void FrameResolver::clear_unlocked() noexcept {
-  for (std::size_t i = 0; i < capacity_; ++i) {
-    std::free(slots_[i].frame_by_unit);
-    slots_[i] = CodeEntry{};
+  // Clearing all of the filter writes 64 KiB: only when a counter may have
+  // stuck at its maximum (255 entries or more since the last time), which
+  // removing the entries one by one would not bring back down. A program
+  // that clears often (clear_traces() in a loop) knows few code objects.
+  const bool whole_filter = most_entries_ >= 255;
+  if (size_ != 0) {
+    for (std::size_t i = 0; i < capacity_; ++i) {
+      if (slots_[i].code == nullptr) continue;
+      if (!whole_filter) filter_.remove(reinterpret_cast<std::uintptr_t>(slots_[i].code));
+      std::free(slots_[i].frame_by_unit);
+      slots_[i] = CodeEntry{};
+    }
   }
   size_ = 0;
-  filter_.clear();
+  if (whole_filter) filter_.clear();
+  most_entries_ = 0;
 }
 
 std::size_t FrameResolver::memory_bytes_unlocked() const noexcept {

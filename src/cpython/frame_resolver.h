@@ -83,6 +83,7 @@ class FrameResolver {
   CodeEntry* slots_ = nullptr;
   std::size_t capacity_ = 0;  // a power of two, or 0
   std::size_t size_ = 0;
+  std::size_t most_entries_ = 0;  // the largest size_ since the last clear
   // The addresses of the code objects in slots_, for the free hook.
   core::sampling::AddressFilter filter_;
   // A filename's UTF-8 while it is interned (grown with realloc).
