@@ -5,25 +5,17 @@
 #include "frame_chain.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 void hs_frame_chain_release(hs_frame_chain *chain) {
   free(chain->frames);
   free(chain->scratch);
   free(chain->hints);
   free(chain->rise);
-  free(chain->anchor_frames);
-  chain->anchor_frames = NULL;
-  chain->anchor_stored = chain->anchor_frames_capacity = 0;
   chain->frames = NULL;
   chain->scratch = NULL;
   chain->hints = NULL;
   chain->rise = NULL;
   chain->count = chain->capacity = chain->scratch_capacity = chain->rise_capacity = 0;
-  chain->anchor = NULL; /* the mark belongs to its frame, which frees it */
-  chain->anchor_skip = chain->anchor_backoff = 0;
-  chain->streak_top = NULL;
-  chain->streak = chain->streak_uses = 0;
 }
 
 int hs_frame_chain_reserve(const void ***array, unsigned *capacity, unsigned need) {
@@ -47,19 +39,6 @@ static int reserve_rise(hs_frame_chain *chain) {
   if (bigger == NULL) return 0;
   chain->rise = bigger;
   chain->rise_capacity = chain->capacity;
-  return 1;
-}
-
-int hs_anchor_store(hs_frame_chain *chain, const void *frames, unsigned n, unsigned size) {
-  chain->anchor_stored = 0;
-  if (n > chain->anchor_frames_capacity) {
-    void *bigger = realloc(chain->anchor_frames, (size_t)n * size);
-    if (bigger == NULL) return 0;
-    chain->anchor_frames = bigger;
-    chain->anchor_frames_capacity = n;
-  }
-  if (n != 0) memcpy(chain->anchor_frames, frames, (size_t)n * size);
-  chain->anchor_stored = n;
   return 1;
 }
 

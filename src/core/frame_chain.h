@@ -50,45 +50,6 @@ typedef struct {
    * readable knows all of the run is (frame_chain_walk.h, read-ahead). */
   unsigned short *rise;
   unsigned rise_capacity;
-  /* An anchor (frame_chain_walk.h, HS_ANCHORS): a frame the capture marked,
-   * near the top of a deep stack. While that activation lives, every frame
-   * below it stays as it was, so a walk that reaches it alive adds
-   * `anchor_below` instead of going on. `anchor_mark` and `anchor_token`
-   * are what the version's hs_anchor_holds compares; null `anchor`: none. */
-  const void *anchor;
-  const void *anchor_mark;
-  unsigned long long anchor_token;
-  unsigned anchor_below;
-  /* The first `anchor_stored` frames below the anchor as a capture writes
-   * them (the version's raw frame type, opaque here), kept by the capture
-   * that first needed them: while the anchor lives, a traceback copies
-   * them instead of reading those frames. Reset when an anchor is placed. */
-  void *anchor_frames;
-  unsigned anchor_stored;
-  unsigned anchor_frames_capacity; /* in frames */
-  /* How many walks the anchor has stopped, and how far below the top the
-   * next one goes (0: the default depth). Anchors that live long move the
-   * next one up, toward the top, where walks reach it sooner; anchors that
-   * die young move it back down (frame_chain_walk.h). */
-  unsigned anchor_uses;
-  unsigned anchor_depth;
-  /* After a walk found no frame it could mark near the top (a stack of
-   * generators' frames: coroutines awaiting coroutines), the next
-   * `anchor_skip` deep walks do not look again; each failure in a row
-   * doubles the wait (`anchor_backoff`), a mark placed resets it. */
-  unsigned anchor_skip;
-  unsigned anchor_backoff;
-  /* The top frame of the last walks of a shallow stack that found no
-   * anchor, and how many in a row had it (frame_chain_walk.h, HS_STREAK);
-   * only compared, never read. */
-  const void *streak_top;
-  unsigned streak;
-  unsigned streak_uses; /* anchor_uses when the streak began */
-  /* Set by the capture before each walk: its traceback limit. */
-  unsigned traceback_limit;
-  /* Set by the capture before each walk: whether it may mark a frame now
-   * (marking may need the GIL). */
-  int may_anchor;
 } hs_frame_chain;
 
 /* Frees what `chain` holds and leaves it empty (all-zero is empty too). */
@@ -114,10 +75,6 @@ static inline int hs_frame_chain_find(const hs_frame_chain *chain, const void *f
   *at = hint.index;
   return 1;
 }
-
-/* Keeps `n` frames of `size` bytes as the frames below the anchor; 0 when
- * out of memory (then none are kept). */
-int hs_anchor_store(hs_frame_chain *chain, const void *frames, unsigned n, unsigned size);
 
 /* Replaces chain->frames[base..] with the first `n` scratch frames,
  * reversed (the scratch holds them innermost first). Out of memory, the

@@ -18,15 +18,6 @@
  *       1 when a frame at that address lies in the cursor's region;
  *   int hs_readable_older(hs_readable *r)
  *       moves the cursor one region outwards; 0 when there is none.
- * and, when it can mark a frame so that a later walk knows the same
- * activation is still alive (CPython 3.11), HS_ANCHORS and:
- *   int hs_anchor_holds(const HS_FRAME *f, const hs_frame_chain *chain,
- *                       HS_CONTEXT context)
- *       1 when f, a live frame, still carries the mark of chain->anchor;
- *   int hs_anchor_place(const HS_FRAME *f, hs_frame_chain *chain,
- *                       HS_CONTEXT context)
- *       marks f (live), recording the mark in chain->anchor_mark and
- *       chain->anchor_token; 0 when f cannot be marked.
  * A template by inclusion: the frame types are version-specific C structs,
  * and the loops are only worth it with those functions inlined. */
 #ifndef HEAPSCOPE_FRAME_CHAIN_WALK_H
@@ -219,195 +210,34 @@ checked:;
 
 static inline unsigned hs_capped(unsigned depth) { return depth < 65535 ? depth : 65535; }
 
-#ifdef HS_ANCHORS
-/* Frames between the top of the stack and its anchor at first: the walks
- * that reach the anchor follow this many pointers, and the top may grow by
- * the rest of HS_PLAIN_FRAMES before the anchor falls out of their reach. A
- * traceback deeper than the anchor copies the frames below it (the
- * version's capture, chain->anchor_frames). */
-#define HS_ANCHOR_DEPTH 7
-/* An anchor that stopped this many walks puts the next one a frame nearer
- * the top (down to 1 below it); one that stopped fewer than
- * HS_ANCHOR_SHORT, a frame further down (up to HS_ANCHOR_DEPTH). A frame
- * near the top is reached in fewer steps but lives shorter, and each mark
- * costs a dict: deep_stack's comprehension allocates thousands of times
- * under one frame, deltablue's calls come and go. */
-#define HS_ANCHOR_LONG 256
-#define HS_ANCHOR_SHORT 16
-/* How near the top an anchor may go when tracebacks keep more than one
- * frame. Measured, not understood: with the anchor 1 to 4 frames down,
- * chaos and dataclasses at nframe=25 ran 25 % slower in the benchmark's
- * paired runs (start and stop every few loops), with no more instructions,
- * cache misses or mispredicts under callgrind; 5 frames down they ran as
- * with the fixed depth, and no run at nframe=1 slowed. */
-#define HS_ANCHOR_FLOOR_DEEP 5
-/* Frames tried below that one, when it cannot be marked. */
-#define HS_ANCHOR_TRIES 4
-/* Stack depth from which a walk marks a frame. */
-#define HS_ANCHOR_FROM 13
-/* Shallower stacks: a walk of at least HS_STREAK_SAVES frames below the
- * traceback, under the same top frame as the last HS_STREAK walks, marks
- * the first frame it walks. C code that makes thousands of blocks under one
- * Python call (json.loads, ast.parse), or a loop that calls a function
- * making blocks (whose frame comes back at the same address), keeps the
- * frames below the top for as long: each walk then stops one frame down.
- * A mark costs a dict, about as much as three walks of four frames. */
-#define HS_STREAK 32
-#define HS_STREAK_SAVES 4
-/* The longest wait, in deep walks, after looking for a frame to mark and
- * finding none: a stack of coroutines awaiting coroutines has no frame that
- * can be marked near its top, and looking on every allocation cost
- * bm_coroutines 15 % of heapscope's instructions there. */
-#define HS_ANCHOR_BACKOFF_MAX 1024u
-
-/* Marks the first frame that can be marked from `at` frames below `top`
- * down (trying HS_ANCHOR_TRIES), after a count of `depth` frames from
- * `top`, and remembers how many are below it. When none can be marked, the
- * next deep walks wait before looking again (anchor_skip). */
-__attribute__((noinline)) static void hs_anchor_at(const HS_FRAME *top, hs_frame_chain *chain,
-                                                   HS_CONTEXT context,
-                         unsigned depth, unsigned at) {
-  unsigned above = 0; /* counted frames from `top` down to f, f excluded */
-  const HS_FRAME *f = top;
-  for (unsigned k = 0; k < at + HS_ANCHOR_TRIES && f != NULL; ++k, f = hs_next(f)) {
-    const unsigned counts = hs_counts(f);
-    if (k >= at && counts && hs_anchor_place(f, chain, context)) {
-      chain->anchor = f;
-      chain->anchor_below = depth - above - 1;
-      chain->anchor_stored = 0;
-      chain->anchor_uses = 0;
-      chain->anchor_backoff = 0;
-      return;
-    }
-    above += counts;
-  }
-  chain->anchor_backoff =
-      chain->anchor_backoff == 0
-          ? 1
-          : (chain->anchor_backoff < HS_ANCHOR_BACKOFF_MAX / 2 ? 2 * chain->anchor_backoff
-                                                               : HS_ANCHOR_BACKOFF_MAX);
-  chain->anchor_skip = chain->anchor_backoff;
-}
-
-/* After a count of `depth` frames from `top`, marks a frame near the top
- * (chain->anchor_depth below it, after the last anchor's lifetime moved
- * that). */
-__attribute__((noinline)) static void hs_anchor_near_top(const HS_FRAME *top,
-                                                         hs_frame_chain *chain, HS_CONTEXT context,
-                                                         unsigned depth) {
-  const unsigned floor = chain->traceback_limit > 1 ? HS_ANCHOR_FLOOR_DEEP : 1;
-  unsigned at = chain->anchor_depth ? chain->anchor_depth : HS_ANCHOR_DEPTH;
-  if (chain->anchor != NULL) {
-    if (chain->anchor_uses >= HS_ANCHOR_LONG && at > floor) {
-      --at;
-    } else if (chain->anchor_uses < HS_ANCHOR_SHORT && at < HS_ANCHOR_DEPTH) {
-      ++at;
-    }
-  }
-  if (at < floor) at = floor;
-  chain->anchor_depth = at;
-  hs_anchor_at(top, chain, context, depth, at);
-}
-
-/* Marks a frame near the top, unless the last tries found none to mark and
- * the wait they set is not over. */
-static inline void hs_anchor_try(const HS_FRAME *top, hs_frame_chain *chain, HS_CONTEXT context,
-                                 unsigned depth) {
-  if (chain->anchor_skip != 0) {
-    chain->anchor_skip--;
-    return;
-  }
-  hs_anchor_near_top(top, chain, context, depth);
-}
-
-/* A walk of a shallow stack that reached its bottom without an anchor:
- * counts the walks under the same top frame (its address: a new activation
- * there is the same call made again), and marks the first frame below the
- * traceback once they are HS_STREAK in a row, unless the anchor there is
- * still stopping other walks meanwhile (a deep one: raytrace's stacks go
- * above and below HS_ANCHOR_FROM, and replacing the anchor its deep walks
- * stop at cost them more than the shallow ones gained). */
-static inline void hs_anchor_streak(const HS_FRAME *top, hs_frame_chain *chain,
-                                    HS_CONTEXT context, unsigned depth) {
-  if (top != chain->streak_top) {
-    chain->streak_top = top;
-    chain->streak = 1;
-    chain->streak_uses = chain->anchor_uses;
-    return;
-  }
-  if (++chain->streak < HS_STREAK) return;
-  chain->streak = 0;
-  if (chain->anchor_uses != chain->streak_uses) {
-    chain->streak_uses = chain->anchor_uses;
-    return;
-  }
-  if (chain->anchor_skip != 0) {
-    chain->anchor_skip--;
-    return;
-  }
-  if (hs_chain_usable(context)) hs_anchor_at(top, chain, context, depth, chain->traceback_limit);
-}
-#endif
-
 /* The deep case of hs_finish_capture, out of line. */
 __attribute__((noinline)) static int hs_finish_deep(const HS_FRAME *f, hs_frame_chain *chain,
                                                     HS_CONTEXT context, int written, unsigned depth,
-                                                    unsigned *total, const HS_FRAME *top) {
+                                                    unsigned *total) {
   const int remembering = chain != NULL && hs_chain_usable(context);
   depth += remembering ? hs_count_remembering(f, chain, context) : hs_count_plain(f);
-#ifdef HS_ANCHORS
-  if (remembering && chain->may_anchor) hs_anchor_try(top, chain, context, depth);
-#else
-  (void)top;
-#endif
   *total = hs_capped(depth);
   return written;
 }
 
-/* Ends a capture that wrote `written` frames from `top` down: counts the
- * frames from `rest` to the bottom of the stack, stores `written` plus that
+/* Ends a capture that wrote `written` frames: counts the frames from
+ * `rest` to the bottom of the stack, stores `written` plus that
  * count in *total (capped at 65535, as CPython caps total_nframe) and
  * returns `written`. A capture returns what this returns, so that the deep
  * case is a tail call and a shallow stack's capture saves no registers. */
-static inline int hs_finish_capture(const HS_FRAME *top, const HS_FRAME *rest,
-                                    hs_frame_chain *chain, HS_CONTEXT context, int written,
-                                    unsigned *total) {
+static inline int hs_finish_capture(const HS_FRAME *rest, hs_frame_chain *chain,
+                                    HS_CONTEXT context, int written, unsigned *total) {
   unsigned depth = (unsigned)written;
   unsigned budget = HS_PLAIN_FRAMES;
-#ifdef HS_ANCHORS
-  const void *anchor = chain != NULL ? chain->anchor : NULL;
-#endif
   /* The frame above `rest`, once the loop has looked at it: a frame below
    * one it knows is counted needs no reading of its own (3.11: most). */
   const HS_FRAME *above = NULL;
   for (; rest != NULL; above = rest, rest = hs_next(rest)) {
     if (__builtin_expect(budget-- == 0, 0)) {
-      return hs_finish_deep(rest, chain, context, written, depth, total, top);
+      return hs_finish_deep(rest, chain, context, written, depth, total);
     }
-#ifdef HS_ANCHORS
-    /* The anchor, alive: the frames below it are the ones it was marked
-     * with (only the stack above a live activation changes). */
-    if (__builtin_expect(rest == anchor, 0) && hs_anchor_holds(rest, chain, context)) {
-      depth += hs_counts_below(above, rest) + chain->anchor_below;
-      chain->anchor_uses++;
-      break;
-    }
-#endif
     depth += hs_counts_below(above, rest);
   }
-#ifdef HS_ANCHORS
-  /* A stack this deep that had no live anchor in reach gets one; a
-   * shallower one, when its top stays. */
-  if (rest == NULL && chain != NULL && chain->may_anchor) {
-    if (depth >= HS_ANCHOR_FROM) {
-      if (hs_chain_usable(context)) hs_anchor_try(top, chain, context, depth);
-    } else if (depth >= (unsigned)written + HS_STREAK_SAVES) {
-      hs_anchor_streak(top, chain, context, depth);
-    }
-  }
-#else
-  (void)top;
-#endif
   *total = hs_capped(depth);
   return written;
 }
@@ -416,7 +246,7 @@ static inline int hs_finish_capture(const HS_FRAME *top, const HS_FRAME *rest,
 static inline unsigned hs_count_frames(const HS_FRAME *f, hs_frame_chain *chain,
                                        HS_CONTEXT context) {
   unsigned total;
-  hs_finish_capture(f, f, chain, context, 0, &total);
+  hs_finish_capture(f, chain, context, 0, &total);
   return total;
 }
 

@@ -198,7 +198,15 @@ void hook_free(void* ctx, void* ptr) {
   const Link& link = LinkOf(ctx);
   // Untrace before freeing, for the same reason as in realloc. Frees are
   // untraced even from nested calls: the block is gone either way.
-  if (ptr != nullptr && tracer().engine.tracing()) untrace(tracer().engine, ptr);
+  if (ptr != nullptr && tracer().engine.tracing()) {
+    Tracer& t = tracer();
+    const auto address = reinterpret_cast<std::uintptr_t>(ptr);
+    // Code objects die through PyObject_Free on every version: the frame
+    // cache forgets one before its address can be handed out again.
+    if (link.domain == PYMEM_DOMAIN_OBJ && t.resolver.may_hold(address)) [[unlikely]]
+      forget_code(address);
+    untrace(t.engine, ptr);
+  }
   link.next.free(link.next.ctx, ptr);
 }
 

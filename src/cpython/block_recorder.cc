@@ -81,8 +81,7 @@ struct LastCapture {
   std::uint32_t traceback = 0;
   unsigned total = 0;
   int count = -1;
-  hs_capture_key key{};
-  core::NothrowVector<hs_raw_frame> frames;  // the key's live frames
+  core::NothrowVector<hs_raw_frame> frames;  // the live frames
   std::array<std::array<Sibling, 2>, kSets> siblings{};
   std::uint32_t generation = 1;  // of the siblings; 0: never valid
   unsigned top_set = 0;          // set_of(frames[0], total)
@@ -139,12 +138,10 @@ struct LastCapture {
   ~LastCapture() { hs_frame_chain_release(&chain); }
 
   // Whether `captured` is the last capture but for its top frame and its
-  // total: the epoch, frame count, anchor and every live frame below the
-  // top the same.
+  // total: the epoch, frame count and every frame below the top the same.
   bool same_below_top(std::uint64_t now, const Capture& captured) const noexcept {
-    return epoch == now && count == captured.count && key.live == captured.key.live &&
-           key.token == captured.key.token && captured.key.live > 0 &&
-           same_raw_frames(frames.data() + 1, captured.frames + 1, captured.key.live - 1);
+    return epoch == now && count == captured.count && captured.count > 0 &&
+           same_raw_frames(frames.data() + 1, captured.frames + 1, captured.count - 1);
   }
   // The traceback of a capture that is the last one but for its top frame
   // and total (same_below_top), or CaptureCache::kAbsent. A sibling found
@@ -186,14 +183,13 @@ struct LastCapture {
       siblings.fill({});
       generation = 1;
     }
-    if (!frames.assign({captured.frames, static_cast<std::size_t>(captured.key.live)})) {
+    if (!frames.assign({captured.frames, static_cast<std::size_t>(captured.count)})) {
       epoch = 0;
       return;
     }
     epoch = now;
     count = captured.count;
     total = captured.total;
-    key = captured.key;
     traceback = id;
     top_set = set_of(frames[0], total);
   }
@@ -271,8 +267,8 @@ thread_local bool t_noting __attribute__((tls_model("initial-exec"))) = false;
 // thread's last capture.
 [[gnu::noinline]] std::uint32_t traceback_of_capture(Tracer& t, std::uint64_t epoch,
                                                      LastCapture* last, const Capture& capture,
-                                                     std::uint32_t* ids, bool have_gil,
-                                                     bool rememberable, bool below_same) noexcept {
+                                                     std::uint32_t* ids, bool rememberable,
+                                                     bool below_same) noexcept {
   core::Engine& engine = t.engine;
   const hs_raw_frame* frames = capture.frames;
   const int count = capture.count;
@@ -301,7 +297,7 @@ thread_local bool t_noting __attribute__((tls_model("initial-exec"))) = false;
     }
     for (int i = 0; i < count && resolved; ++i) {
       if (ids[i] == core::kNoId) {
-        ids[i] = t.resolver.resolve_unlocked(engine, frames[i], have_gil, &known);
+        ids[i] = t.resolver.resolve_unlocked(engine, frames[i], &known);
         resolved = ids[i] != core::kNoId;
       }
     }
@@ -348,21 +344,16 @@ template <typename Apply>
     ids = deep ? deep->ids.data() : nullptr;
   }
   LastCapture* last = last_capture();
-  Capture capture{frames, 0, 0, {0, 0}};
+  Capture capture{frames, 0, 0};
   if (tstate != nullptr && frames != nullptr) {
-    // Marking a frame (core/frame_chain.h, anchors) makes a dict: only with
-    // the GIL, and not for the raw domain, which C code calls wherever it
-    // likes (CPython's own start-up and finalization among them).
-    if (last != nullptr) last->chain.may_anchor = have_gil && !raw_domain;
     capture.count = hs_capture_frames(tstate, frames, limit, &capture.total, have_gil,
-                                      last != nullptr ? &last->chain : nullptr, &capture.key);
-    if (capture.key.token == 0) capture.key.live = capture.count;
+                                      last != nullptr ? &last->chain : nullptr);
   }
 
-  // Before 3.12, a code object missing from the resolver (seen first
-  // without the GIL) has no reference keeping its address unique: only
-  // captures made with the GIL may be remembered.
-  bool rememberable = have_gil && frames != nullptr && capture.count > 0 && last != nullptr;
+  // Captures are remembered by their code objects' addresses, which stay
+  // unique while the resolver knows those code objects (frame_resolver.h):
+  // traceback_of_capture() clears this for one it could not note.
+  bool rememberable = frames != nullptr && capture.count > 0 && last != nullptr;
 
   core::Engine& engine = t.engine;
   std::lock_guard lock(engine.mutex());
@@ -373,7 +364,7 @@ template <typename Apply>
   std::uint32_t traceback = below_same ? last->find_top(capture) : CaptureCache::kAbsent;
   if (traceback == CaptureCache::kAbsent) {
     traceback =
-        traceback_of_capture(t, epoch, last, capture, ids, have_gil, rememberable, below_same);
+        traceback_of_capture(t, epoch, last, capture, ids, rememberable, below_same);
   }
   apply(engine, traceback);
 }

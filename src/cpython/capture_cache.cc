@@ -16,8 +16,7 @@ std::uint64_t CaptureCache::hash(const Capture& capture) noexcept {
   std::uint64_t h = (static_cast<std::uint64_t>(capture.total) << 32 |
                      static_cast<std::uint32_t>(capture.count)) *
                     kMix;
-  h = (h ^ capture.key.token ^ static_cast<std::uint32_t>(capture.key.live)) * kMix;
-  for (int i = 0; i < capture.key.live; ++i) {
+  for (int i = 0; i < capture.count; ++i) {
     const auto code = reinterpret_cast<std::uintptr_t>(frames[i].code);
     const auto where =
         static_cast<std::uint64_t>(static_cast<std::uint32_t>(frames[i].byte_offset)) |
@@ -49,9 +48,8 @@ std::uint32_t CaptureCache::find(std::uint64_t epoch, std::uint64_t hash,
       const Slot& slot = slots_[i];
       if (!live(slot)) break;
       if (slot.hash == hash && slot.count == static_cast<std::uint32_t>(capture.count) &&
-          slot.live == static_cast<std::uint32_t>(capture.key.live) &&
-          slot.token == capture.key.token && slot.total == capture.total &&
-          same_raw_frames(&pool_[slot.first], capture.frames, capture.key.live)) {
+          slot.total == capture.total &&
+          same_raw_frames(&pool_[slot.first], capture.frames, capture.count)) {
         misses_in_a_row_ = 0;
         next_skip_ = 1;
         return slot.traceback;
@@ -71,7 +69,7 @@ bool CaptureCache::grow() noexcept {
   const std::uint32_t capacity = capacity_ ? capacity_ * 2 : kInitialSlots;
   std::unique_ptr<Slot[], core::Releaser> fresh(core::allocate_array<Slot>(capacity));
   if (!fresh) return false;
-  for (std::uint32_t i = 0; i < capacity; ++i) fresh[i] = Slot{0, 0, 0, 0, 0, 0, 0, 0};
+  for (std::uint32_t i = 0; i < capacity; ++i) fresh[i] = Slot{0, 0, 0, 0, 0, 0};
   const std::uint32_t mask = capacity - 1;
   for (std::uint32_t j = 0; j < capacity_; ++j) {
     if (!live(slots_[j])) continue;
@@ -86,9 +84,9 @@ bool CaptureCache::grow() noexcept {
 
 void CaptureCache::insert(std::uint64_t epoch, std::uint64_t hash, const Capture& capture,
                           std::uint32_t traceback) noexcept {
-  const auto need = static_cast<std::uint32_t>(capture.key.live);
+  const auto need = static_cast<std::uint32_t>(capture.count);
   // A capture the pool could never hold is not cached (and empties nothing).
-  if (capture.key.live <= 0 || need > kMaxPoolFrames) return;
+  if (capture.count <= 0 || need > kMaxPoolFrames) return;
   if (epoch != epoch_ || entries_ >= kMaxEntries || need > kMaxPoolFrames - pool_used_) {
     start_generation(epoch);
   }
@@ -109,9 +107,7 @@ void CaptureCache::insert(std::uint64_t epoch, std::uint64_t hash, const Capture
   const std::uint32_t mask = capacity_ - 1;
   std::uint32_t i = static_cast<std::uint32_t>(hash) & mask;
   while (live(slots_[i])) i = (i + 1) & mask;
-  slots_[i] = Slot{
-      hash, capture.key.token, generation_, pool_used_, static_cast<std::uint32_t>(capture.count),
-      need, capture.total,     traceback};
+  slots_[i] = Slot{hash, generation_, pool_used_, need, capture.total, traceback};
   pool_used_ += need;
   ++entries_;
 }

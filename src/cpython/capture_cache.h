@@ -43,14 +43,11 @@ inline bool same_raw_frames(const hs_raw_frame* a, const hs_raw_frame* b, int co
   return true;
 }
 
-// One stack as a capture wrote it: `count` frames, total_nframe, and the
-// key that identifies it (frame_capture.h: its first key.live frames, and
-// the anchor the rest were copied from, if any).
+// One stack as a capture wrote it: `count` frames and total_nframe.
 struct Capture {
   const hs_raw_frame* frames;
   int count;
   unsigned total;
-  hs_capture_key key;
 };
 
 class CaptureCache {
@@ -95,11 +92,9 @@ class CaptureCache {
 
   struct Slot {
     std::uint64_t hash;
-    std::uint64_t token;       // the capture's key.token
     std::uint32_t generation;  // slots of another generation are empty
-    std::uint32_t first;       // index of the first of its key.live frames in pool_
+    std::uint32_t first;       // index of the first of its frames in pool_
     std::uint32_t count;
-    std::uint32_t live;
     std::uint32_t total;
     std::uint32_t traceback;
   };

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 #include "allocator_hooks.h"
@@ -17,20 +18,15 @@ namespace heapscope::cpython {
 namespace {
 
 // Empties the engine and the frame cache together (frame ids die with the
-// engine's tables), then drops the code references the cache owned, outside
-// the lock, since a code object's deallocation re-enters our hooks.
+// engine's tables).
 void clear_tables(bool stop_tracing) {
   Tracer& t = tracer();
-  std::vector<PyObject*> owned;
-  {
-    std::lock_guard lock(t.engine.mutex());
-    if (stop_tracing) t.engine.set_tracing_unlocked(false);
-    t.engine.clear_unlocked();
-    owned = t.resolver.clear_unlocked();
-    t.captures.release();
-    t.epoch.fetch_add(1, std::memory_order_release);
-  }
-  for (PyObject* code : owned) Py_DECREF(code);
+  std::lock_guard lock(t.engine.mutex());
+  if (stop_tracing) t.engine.set_tracing_unlocked(false);
+  t.engine.clear_unlocked();
+  t.resolver.clear_unlocked();
+  t.captures.release();
+  t.epoch.fetch_add(1, std::memory_order_release);
 }
 
 // fork(): hold the tables' lock across it so the child never inherits it
@@ -52,17 +48,6 @@ void after_fork_in_child() {
   if (t.sampler_generation.load(std::memory_order_relaxed) != 0) bump_sampler_generation();
   after_fork();
 }
-
-#if PY_VERSION_HEX >= 0x030C0000
-int on_code_event(PyCodeEvent event, PyCodeObject* code) {
-  if (event == PY_CODE_EVENT_DESTROY) {
-    Tracer& t = tracer();
-    std::lock_guard lock(t.engine.mutex());
-    if (t.resolver.forget_code_unlocked(code)) t.epoch.fetch_add(1, std::memory_order_release);
-  }
-  return 0;
-}
-#endif
 
 #if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
 // 3.12's depth from the recursion counter is wrong inside greenlets
@@ -119,9 +104,6 @@ bool initialize() {
     PyErr_SetString(PyExc_RuntimeError, "heapscope: cannot register fork handlers");
     return false;
   }
-#if PY_VERSION_HEX >= 0x030C0000
-  if (PyCode_AddWatcher(on_code_event) < 0) return false;
-#endif
 #if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
   // Without the hook (an existing one refused it) imports go unseen: walk.
   if (PySys_AddAuditHook(on_audit_event, nullptr) < 0) {
@@ -131,6 +113,12 @@ bool initialize() {
 #endif
   done = true;
   return true;
+}
+
+void forget_code(std::uintptr_t address) noexcept {
+  Tracer& t = tracer();
+  std::lock_guard lock(t.engine.mutex());
+  if (t.resolver.forget_code_unlocked(address)) t.epoch.fetch_add(1, std::memory_order_release);
 }
 
 bool start(int nframe, std::uint64_t sample_interval) {
@@ -209,6 +197,12 @@ bool repair_hooks() {
   note_recorded_blocks(false);
   if (raw_ok && mem_ok && obj_ok) return false;
   install_hooks();  // puts ours on top of whatever is there now
+  // Code objects freed while our OBJ hook was out of the chain went unseen:
+  // the frame cache may hold entries for addresses new code now occupies.
+  Tracer& t = tracer();
+  std::lock_guard lock(t.engine.mutex());
+  t.resolver.clear_unlocked();
+  t.epoch.fetch_add(1, std::memory_order_release);
   return true;
 }
 

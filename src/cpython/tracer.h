@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 
 #include "capture_cache.h"
 #include "core/engine.h"
@@ -23,7 +24,7 @@ struct Tracer {
   std::atomic<int> max_nframe{1};  // read by the hooks without a lock
   // Bumped (under the engine lock) whenever traceback ids or code-object
   // identities may have changed meaning: tables cleared, a cached code
-  // object destroyed. Per-thread caches of traceback ids check it.
+  // object freed (forget_code). Per-thread caches of traceback ids check it.
   std::atomic<std::uint64_t> epoch{1};
   // 0 in exact mode. In sampled mode (the interval itself is
   // engine.sample_interval()) a generation number, never 0: a thread whose
@@ -47,9 +48,16 @@ inline Tracer* const the_tracer = new Tracer();
 
 inline Tracer& tracer() noexcept { return *detail::the_tracer; }
 
-// One-time process setup (fork handlers, code watcher). Returns false with
+// One-time process setup (fork handlers). Returns false with
 // a Python exception set on failure.
 bool initialize();
+
+// Called by the OBJ-domain free hook, before the block at `address` is
+// released, when the frame cache may know a code object there: drops its
+// entry and moves the epoch, under the engine lock. Any thread, any
+// interpreter; must not be called with the engine lock held (nothing that
+// holds it frees Python memory).
+void forget_code(std::uintptr_t address) noexcept;
 
 // Installs the hooks (unless ours are already on top) and the relocation
 // slots of call_slots.h, and starts recording

@@ -71,7 +71,7 @@ set +e
   PYTHONFAULTHANDLER=1 \
   "$venv_python" -m pytest -p no:cacheprovider -rfE -q \
     "$repo/tests/test_threads.py" "$repo/tests/test_fork.py" "$repo/tests/test_coexistence.py" \
-    "$repo/tests/test_sampling.py" "$repo/tests/test_frame_anchors.py" \
+    "$repo/tests/test_sampling.py" "$repo/tests/test_changing_deep_stacks.py" \
     "$repo/tests/test_stack_depth.py"
 ) 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

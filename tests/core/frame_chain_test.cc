@@ -29,9 +29,6 @@ struct FakeFrame {
   bool counted = true;  // CPython: complete
   bool entry = false;   // CPython 3.11: is_entry
   bool generator = false;
-  // CPython 3.11 anchors: the mark an activation carries (f_locals, and the
-  // dict's version), none when pushed.
-  unsigned long long mark = 0;
 };
 
 // One data-stack chunk: frames are pushed upwards in it.
@@ -53,11 +50,7 @@ struct Region {
 struct Walk {
   bool usable;
   const std::vector<Region>* regions;
-  bool may_anchor = true;
 };
-
-unsigned long long last_mark = 0;
-unsigned place_attempts = 0;  // calls of hs_anchor_place
 
 }  // namespace
 
@@ -75,20 +68,6 @@ struct hs_readable {
 static inline void hs_readable_begin(const Walk* walk, hs_readable* r);
 static inline int hs_readable_has(const hs_readable* r, const void* frame);
 static inline int hs_readable_older(hs_readable* r);
-#define HS_ANCHORS 1
-static inline int hs_anchor_holds(const FakeFrame* f, const hs_frame_chain* chain,
-                                  const Walk* walk) {
-  return walk->usable && f->mark != 0 && f->mark == chain->anchor_token;
-}
-static inline int hs_anchor_place(const FakeFrame* f, hs_frame_chain* chain, const Walk* walk) {
-  ++place_attempts;
-  // Generators' frames are never marked: theirs outlive a yield.
-  if (!walk->may_anchor || f->generator || f->mark != 0) return 0;
-  const_cast<FakeFrame*>(f)->mark = ++last_mark;
-  chain->anchor_mark = f;
-  chain->anchor_token = f->mark;
-  return 1;
-}
 #include "core/frame_chain_walk.h"
 
 namespace {
@@ -238,7 +217,6 @@ class World {
   void link(FakeFrame* frame, bool entry, bool counted) {
     if (!stack_.empty() && !entry) stack_.back()->counted = true;  // it made a call
     frame->previous = stack_.empty() ? nullptr : stack_.back();
-    if (!frame->generator) frame->mark = 0;  // a new activation
     frame->entry = entry;
     frame->counted = frame->generator ? true : counted;
     stack_.push_back(frame);
@@ -280,7 +258,6 @@ namespace {
 unsigned count_frames(const FakeFrame* f, FrameChain& chain, const std::vector<Region>* regions,
                       bool usable = true) {
   const Walk walk{usable, regions};
-  chain.get()->may_anchor = 1;
   return hs_count_frames(f, chain.get(), &walk);
 }
 
@@ -357,9 +334,6 @@ TEST(FrameChain, AFrameThatWasTheBottomMayHaveFramesBelowItLater) {
   EXPECT_EQ(count_frames(&frames[29], chain, static_cast<const World*>(nullptr)), 30u);
   EXPECT_EQ(count_frames(&frames[29], chain, static_cast<const World*>(nullptr)), 30u);
   generator.previous = &frames[30];
-  // Frames 1 to 29 returned before the generator could be resumed again:
-  // these are new activations at the same addresses.
-  for (std::size_t i = 1; i < 30; ++i) frames[i].mark = 0;
   EXPECT_EQ(count_frames(&frames[29], chain, static_cast<const World*>(nullptr)), 31u);
 }
 
@@ -430,141 +404,6 @@ TEST(FrameChain, AChainThatMayNotBeUsedIsLeftAlone) {
   EXPECT_EQ(chain.get()->frames, nullptr);
   EXPECT_EQ(count_frames(world.top(), chain, &world), 100u);
   EXPECT_EQ(chain.get()->count, 100u - HS_PLAIN_FRAMES);
-}
-
-// Makes the frame `depth` below the top an entry frame and the one below it
-// not counted (CPython: a finalizer's frames over a frame being set up).
-void uncount_below(World& world, unsigned depth) {
-  auto* entry = const_cast<FakeFrame*>(world.below_top(depth));
-  entry->entry = true;
-  entry->previous->counted = false;
-}
-
-// Proof that walks stop at a live anchor `depth` or more frames below the
-// top: the frames there change as they cannot while the anchor lives (an
-// entry frame over one not yet counted), and the count, `count` before,
-// does not see it while a plain walk does.
-void expect_change_below_anchor_unseen(World& world, FrameChain& chain, unsigned depth,
-                                       unsigned count) {
-  uncount_below(world, depth);
-  EXPECT_EQ(count_frames(world.top(), chain, &world), count);
-  EXPECT_EQ(plain_count(world.top()), count - 1);
-}
-
-// Counts a 100-frame stack in `world`, which marks a frame: returns it.
-const FakeFrame* count_and_anchor(World& world, FrameChain& chain) {
-  for (int i = 0; i < 100; ++i) world.push(false, true);
-  EXPECT_EQ(count_frames(world.top(), chain, &world), 100u);
-  const auto* anchor = static_cast<const FakeFrame*>(chain.get()->anchor);
-  if (anchor != nullptr) EXPECT_EQ(chain.get()->anchor_below, plain_count(anchor) - 1);
-  return anchor;
-}
-
-TEST(FrameChain, ALiveAnchorStandsForTheFramesBelowIt) {
-  World world(23, 64);
-  FrameChain chain;
-  const FakeFrame* anchor = count_and_anchor(world, chain);
-  ASSERT_NE(anchor, nullptr);
-  // Frames come and go above the anchor: it is reached and trusted.
-  for (int i = 0; i < 3; ++i) world.pop();
-  for (int i = 0; i < 7; ++i) world.push(false, true);
-  EXPECT_EQ(count_frames(world.top(), chain, &world), 104u);
-  EXPECT_EQ(chain.get()->anchor, anchor);
-  expect_change_below_anchor_unseen(world, chain, 80, 104);
-}
-
-TEST(FrameChain, AnAnchorWhoseActivationEndedIsNotTrusted) {
-  // The anchor's frame returns and another takes its memory, at the same
-  // depth and with the same links: the new activation carries no mark, so
-  // the walk goes below and sees what changed there.
-  World world(29, 64);
-  FrameChain chain;
-  const FakeFrame* anchor = count_and_anchor(world, chain);
-  ASSERT_NE(anchor, nullptr);
-  unsigned above = 0;
-  for (const FakeFrame* f = world.top(); f != anchor; f = f->previous) ++above;
-  for (unsigned i = 0; i <= above; ++i) world.pop();
-  uncount_below(world, 50);
-  for (unsigned i = 0; i <= above; ++i) world.push(false, true);
-  ASSERT_EQ(world.below_top(above), anchor);  // the same memory
-  EXPECT_EQ(count_frames(world.top(), chain, &world), 99u);
-  // An anchor is never trusted when the chain may not be used.
-  EXPECT_EQ(count_frames(world.top(), chain, &world, false), 99u);
-}
-
-TEST(FrameChain, NoAnchorWhenTheCaptureMayNotMarkAFrame) {
-  World world(31, 64);
-  for (int i = 0; i < 100; ++i) world.push(false, true);
-  FrameChain chain;
-  const std::vector<Region> regions = world.regions();
-  const Walk walk{true, &regions, false};
-  chain.get()->may_anchor = 0;
-  EXPECT_EQ(hs_count_frames(world.top(), chain.get(), &walk), 100u);
-  EXPECT_EQ(chain.get()->anchor, nullptr);
-}
-
-TEST(FrameChain, AStackOfGeneratorsIsNotSearchedForAMarkOnEveryWalk) {
-  // Coroutines awaiting coroutines: no frame near the top can be marked.
-  World world(37, 64);
-  for (int i = 0; i < 10; ++i) world.push(false, true);
-  for (int i = 0; i < 25; ++i) world.resume_generator();
-  FrameChain chain;
-  place_attempts = 0;
-  for (int walk = 0; walk < 100; ++walk) {
-    ASSERT_EQ(count_frames(world.top(), chain, &world), 35u);
-  }
-  EXPECT_EQ(chain.get()->anchor, nullptr);
-  // It looks again after 1, 2, 4, ... walks: walks 1, 3, 6, 11, 20, 37, 70.
-  // Each look tries HS_ANCHOR_TRIES frames.
-  EXPECT_EQ(place_attempts, 7u * HS_ANCHOR_TRIES);
-  // Once the top can be marked again, a mark comes within the longest wait,
-  // and the wait starts over.
-  for (int i = 0; i < 25; ++i) world.pop();
-  for (int i = 0; i < 30; ++i) world.push(false, true);
-  unsigned walks = 0;
-  while (chain.get()->anchor == nullptr && walks <= HS_ANCHOR_BACKOFF_MAX) {
-    ASSERT_EQ(count_frames(world.top(), chain, &world), 40u);
-    ++walks;
-  }
-  EXPECT_NE(chain.get()->anchor, nullptr);
-  EXPECT_LE(walks, HS_ANCHOR_BACKOFF_MAX);
-  EXPECT_EQ(chain.get()->anchor_backoff, 0u);
-  EXPECT_EQ(count_frames(world.top(), chain, &world), 40u);
-}
-
-TEST(FrameChain, AShallowStackUnderTheSameTopIsMarkedAfterAStreak) {
-  World world(41, 64);
-  for (int i = 0; i < 8; ++i) world.push(false, true);
-  FrameChain chain;
-  for (int walk = 1; walk < HS_STREAK; ++walk) {
-    ASSERT_EQ(count_frames(world.top(), chain, &world), 8u);
-    ASSERT_EQ(chain.get()->anchor, nullptr) << "walk " << walk;
-  }
-  EXPECT_EQ(count_frames(world.top(), chain, &world), 8u);
-  const auto* anchor = static_cast<const FakeFrame*>(chain.get()->anchor);
-  ASSERT_EQ(anchor, world.top());  // the first frame walked: no traceback here
-  EXPECT_EQ(chain.get()->anchor_below, 7u);
-  expect_change_below_anchor_unseen(world, chain, 3, 8);
-}
-
-TEST(FrameChain, AStreakDoesNotTakeTheMarkOfAnAnchorStillInUse) {
-  // Deep walks that stop at their anchor, between shallow walks from a
-  // frame below it (which never reach it): the anchor stays.
-  World world(43, 64);
-  FrameChain chain;
-  const FakeFrame* anchor = count_and_anchor(world, chain);
-  ASSERT_NE(anchor, nullptr);
-  const FakeFrame* low = world.below_top(95);
-  for (int walk = 0; walk < 4 * HS_STREAK; ++walk) {
-    ASSERT_EQ(count_frames(low, chain, &world), 5u);
-    ASSERT_EQ(count_frames(world.top(), chain, &world), 100u);
-  }
-  EXPECT_EQ(chain.get()->anchor, anchor);
-  // Once the deep walks stop, the shallow ones get their own.
-  for (int walk = 0; walk < 2 * HS_STREAK; ++walk) {
-    ASSERT_EQ(count_frames(low, chain, &world), 5u);
-  }
-  EXPECT_EQ(chain.get()->anchor, low);
 }
 
 TEST(FrameChain, ShallowStacksAreNotRemembered) {

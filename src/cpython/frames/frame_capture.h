@@ -29,27 +29,17 @@ typedef struct {
   int lineno_override;
 } hs_raw_frame;
 
-/* What identifies a capture, besides its frame count and total: its first
- * `live` frames, read from the stack, and when `token` is not 0, the anchor
- * the frames below those were copied from (core/frame_chain.h): while one
- * anchor lives, the frames below it never change, so two captures through
- * the same anchor with the same live frames are the same. */
-typedef struct {
-  int live;
-  unsigned long long token;
-} hs_capture_key;
-
 /* Writes at most `max_frames` frames of `tstate`'s stack into `out`, most
  * recent first, and returns how many it wrote. `*total` receives the whole
  * depth, capped at 65535 as CPython caps total_nframe. `holds_gil` says the
  * calling thread holds the GIL: only then may 3.12+ read the depth from the
  * thread's recursion counters, which sys.setrecursionlimit rewrites from
  * another thread under the GIL. `chain`, the calling thread's own (or
- * null), speeds up counting deep stacks (core/frame_chain.h). The caller
- * sets `*key` to {0, 0}; a capture that copied frames below an anchor sets
- * it to what identifies the capture (otherwise all of its frames do). */
+ * null), speeds up counting deep stacks (core/frame_chain.h). The walk only
+ * reads: it writes nothing into the frames, the thread state or the
+ * interpreter. */
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
-                      unsigned *total, int holds_gil, hs_frame_chain *chain, hs_capture_key *key);
+                      unsigned *total, int holds_gil, hs_frame_chain *chain);
 
 /* The thread state that holds the GIL, or null: _PyThreadState_UncheckedGet()
  * (PyThreadState_GetUnchecked() on 3.13), read inline where the version's

@@ -50,7 +50,7 @@ static unsigned depth_from_counter(PyThreadState *tstate, _PyInterpreterFrame *t
 }
 
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
-                      unsigned *total, int holds_gil, hs_frame_chain *chain, hs_capture_key *key) {
+                      unsigned *total, int holds_gil, hs_frame_chain *chain) {
   int written = 0;
   _PyInterpreterFrame *top = (tstate && tstate->cframe) ? tstate->cframe->current_frame : NULL;
   _PyInterpreterFrame *f;
@@ -74,7 +74,6 @@ int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
     }
   }
   *total = hs_capped(depth);
-  (void)key;
   return written;
 }
 

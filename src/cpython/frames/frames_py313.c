@@ -10,7 +10,7 @@
 #include "interpreter_frame_chain.h"
 
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
-                      unsigned *total, int holds_gil, hs_frame_chain *chain, hs_capture_key *key) {
+                      unsigned *total, int holds_gil, hs_frame_chain *chain) {
   /* 3.12 reads the depth from the recursion counter; 3.13 cannot: a class
    * call specialised as CALL_ALLOC_AND_ENTER_INIT links and counts a
    * trampoline frame (_Py_InitCleanup) below __init__'s frame, which is
@@ -29,8 +29,7 @@ int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
   }
   /* Past the traceback limit only total_nframe needs the frames: count the
    * complete ones (deep stacks spend their time here). */
-  (void)key;
-  return hs_finish_capture(top, f, chain, tstate, written, total);
+  return hs_finish_capture(f, chain, tstate, written, total);
 }
 
 Py_ssize_t hs_code_units(PyCodeObject *code) { return Py_SIZE(code); }

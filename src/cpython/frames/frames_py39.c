@@ -6,7 +6,7 @@
 #include "frame_object_chain.h"
 
 int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
-                      unsigned *total, int holds_gil, hs_frame_chain *chain, hs_capture_key *key) {
+                      unsigned *total, int holds_gil, hs_frame_chain *chain) {
   (void)holds_gil; /* no counter to read: before 3.12 one counter mixes C and Python calls */
   int written = 0;
   PyFrameObject *f = tstate ? tstate->frame : NULL;
@@ -18,8 +18,7 @@ int hs_capture_frames(PyThreadState *tstate, hs_raw_frame *out, int max_frames,
   }
   /* Past the traceback limit only total_nframe needs the frames: count them
    * (deep stacks spend their time here). */
-  (void)key;
-  return hs_finish_capture(tstate ? tstate->frame : NULL, f, chain, tstate, written, total);
+  return hs_finish_capture(f, chain, tstate, written, total);
 }
 
 Py_ssize_t hs_code_units(PyCodeObject *code) {

@@ -54,59 +54,6 @@ static inline int hs_readable_older(hs_readable *r) {
   hs_readable_at(r, r->chunk->previous);
   return 1;
 }
-/* Anchors: an optimized function's frame keeps f_locals null until
- * something asks for its locals, and a new activation at the same address
- * starts null again. So the capture marks a frame by giving it the empty
- * dict that locals() would have created there, and knows the activation by
- * that dict and its version tag (unique across dicts, bumped by every
- * change): if locals() fills it, or the frame returns and another takes its
- * place, the mark no longer holds and the walk goes on. Python code sees the
- * same thing as before: locals() and f_locals fill and return that dict,
- * and the frame frees it when it returns. Only thread-owned frames: a
- * generator's frame lives on after a yield and may come back on top of
- * other frames. */
-#define HS_ANCHORS 1
-static inline int hs_anchor_holds(const HS_FRAME *f, const hs_frame_chain *chain,
-                                  PyThreadState *tstate) {
-  PyObject *locals = f->f_locals;
-  /* The type first: an object of another type that took the dict's address
-   * may be too small to have a version tag. */
-  return locals == (PyObject *)chain->anchor_mark && Py_IS_TYPE(locals, &PyDict_Type) &&
-         ((PyDictObject *)locals)->ma_version_tag == chain->anchor_token &&
-         tstate->interp->eval_frame == NULL;
-}
-static int hs_anchor_place(const HS_FRAME *frame, hs_frame_chain *chain, PyThreadState *tstate) {
-  HS_FRAME *f = (HS_FRAME *)frame;
-  if (f->owner != FRAME_OWNED_BY_THREAD || f->f_locals != NULL ||
-      !(f->f_code->co_flags & CO_OPTIMIZED) || _PyFrame_IsIncomplete(f)) {
-    return 0;
-  }
-  /* CPython's tracemalloc, tracing below our hooks, would see the dict as
-   * an allocation of the traced program's. C code that calls the object
-   * allocator without the GIL breaks its contract, and must not have us
-   * write another thread's frame; nor is a dict made while Python
-   * finalizes. All rare, and each only costs the walk its speed. */
-  if (_Py_tracemalloc_config.tracing || tstate != PyGILState_GetThisThreadState() ||
-      _Py_IsFinalizing()) {
-    return 0;
-  }
-  /* 3.11 runs a collection as soon as a new GC object crosses the
-   * threshold: not here, inside an allocator. The exception being raised,
-   * if any, is kept, and an error of our own dropped. */
-  struct _gc_runtime_state *gc = &tstate->interp->gc;
-  const int collecting = gc->collecting;
-  PyObject *type, *value, *traceback;
-  PyErr_Fetch(&type, &value, &traceback);
-  gc->collecting = 1;
-  PyObject *mark = PyDict_New();
-  gc->collecting = collecting;
-  PyErr_Restore(type, value, traceback);
-  if (mark == NULL) return 0;
-  f->f_locals = mark; /* the frame's reference: it frees the dict when it returns */
-  chain->anchor_mark = mark;
-  chain->anchor_token = ((PyDictObject *)mark)->ma_version_tag;
-  return 1;
-}
 #else
 /* 3.12+: C-stack entry shims, and on 3.13 the _Py_InitCleanup trampoline
  * below an __init__ frame linked by an ordinary call, are incomplete too:

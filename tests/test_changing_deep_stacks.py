@@ -1,13 +1,12 @@
 """Deep stacks whose top changes, checked block by block against the stack
 that Python itself shows.
 
-On CPython 3.11 heapscope counts a deep stack's frames by marking a frame
-near the top and trusting the frames below it while that activation lives
-(core/frame_chain_walk.h, anchors): the mark is the dict that locals() would
-create in the frame. tests/test_stack_depth.py compares with CPython's own
-module, which turns the marks off (they would be allocations it sees), so
-these tests check the count against the frames Python shows, and check that
-the frames' locals behave as they always do. They run on every version."""
+heapscope counts a deep stack's frames with a remembered chain of the last
+walk's frames (core/frame_chain.h), LastCapture and the capture cache
+compare stacks by their frames: these tests move a deep stack up and down
+through frames of two sizes (so that a frame's memory is taken by another
+at another depth) and check total_nframe and the tracebacks against the
+frames Python shows. They run on every version."""
 
 import random
 import sys
@@ -103,7 +102,7 @@ class Plan:
             elif move == "resume":
                 next(self.generator)
             elif move == "locals":
-                # locals() fills the dict a mark may have put in this frame.
+                # The frame's locals are what Python put there.
                 names = locals()
                 assert names["here"] == depth and names["callee"] is callee
             else:
@@ -158,9 +157,8 @@ def test_total_nframe_matches_python_as_a_deep_stack_changes(seed):
 
 @pytest.mark.parametrize("nframe", [8, 25])
 def test_tracebacks_match_python_as_a_deep_stack_changes(nframe):
-    # A traceback that reaches below a live mark copies the frames there
-    # from the capture that first read them: every frame must still be the
-    # one Python shows, line by line.
+    # Every frame of every traceback must be the one Python shows, line by
+    # line.
     heapscope.start(nframe)
     plan = Plan(6, 20_000, callers=nframe - 1)
     plan.run()
@@ -172,10 +170,9 @@ def test_tracebacks_match_python_as_a_deep_stack_changes(nframe):
 
 @pytest.mark.parametrize("nframe", [1, 3])
 def test_total_nframe_matches_python_on_a_shallow_stack_allocating_in_bursts(nframe):
-    # A shallow stack's frame is marked once the same top frame has
-    # allocated many times in a row (core/frame_chain_walk.h, HS_STREAK). A
-    # new thread's stack starts a few frames deep, so the plan's stacks lie
-    # on both sides of the depth from which deep walks mark (13).
+    # Allocations in bursts under the same top frame, in a new thread
+    # (whose stack starts a few frames deep): the plan's stacks lie on both
+    # sides of the depth past which walks use the remembered chain.
     heapscope.start(nframe)
     plan = Plan(7, 20_000, low=0, high=4, burst=64)  # each level is 2 frames
     errors = []
@@ -220,53 +217,6 @@ def test_total_nframe_matches_python_in_two_threads_at_once():
     check(*plans)
 
 
-def deep_locals(depth, kept, seen):
-    level = depth
-    name = f"level {depth}"
-    if depth:
-        deep_locals(depth - 1, kept, seen)
-    else:
-        # Many allocations at the bottom: frames up the stack get marked.
-        kept.extend(bytearray(10) for _ in range(200))
-        for up in range(1, 60):
-            seen.append(dict(sys._getframe(up).f_locals))
-    # Nothing the marks did may have touched this frame's variables.
-    assert (level, name) == (depth, f"level {depth}")
-    names = locals()
-    assert names["level"] == depth and names["name"] == f"level {depth}"
-    kept.append(bytearray(20))
-
-
-def test_locals_of_marked_frames_are_what_python_shows():
-    heapscope.start(1)
-    kept, seen = [], []
-    deep_locals(80, kept, seen)
-    assert [(names["level"], names["name"]) for names in seen] == [
-        (level, f"level {level}") for level in range(1, 60)]
-
-
-def test_a_trace_function_sees_and_keeps_the_locals_of_marked_frames():
-    # A trace function's frame.f_locals fills the frame's dict, and its
-    # return writes the dict back into the frame's variables (clearing any
-    # the dict lacks): the marks' empty dicts must never reach that write.
-    heapscope.start(1)
-    kept, seen = [], []
-    returned = []
-
-    def tracer(frame, event, arg):
-        if frame.f_code is deep_locals.__code__ and event == "return":
-            returned.append((frame.f_locals["level"], frame.f_locals["name"]))
-        return tracer
-
-    sys.settrace(tracer)
-    try:
-        deep_locals(40, kept, seen)
-    finally:
-        sys.settrace(None)
-    assert len(seen) == 59
-    assert returned == [(level, f"level {level}") for level in range(41)]
-
-
 def thin(n, then):
     return thin(n - 1, then) if n else then()
 
@@ -296,52 +246,15 @@ def allocate_blocks():
         Blocks.expected[size + 1] = [python_depth(sys._getframe(0))]
 
 
-def test_a_marked_frames_memory_taken_by_a_frame_at_another_depth():
+def test_a_frames_memory_taken_by_a_frame_at_another_depth():
     # Stacks of `thin` frames over `wide` ones, in every proportion: frames
-    # of two sizes, so that some frame lands where an earlier stack's marked
-    # frame was, at another depth. Only the mark tells them apart.
+    # of two sizes, so that some frame lands where an earlier stack's frame
+    # was, at another depth, with the same frames above it.
     Blocks.reset()
     heapscope.start(1)
     for total in (40, 41, 70):
         for wide_frames in range(total):
             wide(wide_frames, lambda n=total - wide_frames: thin(n, allocate_blocks))
-    assert_traced_at(Blocks.expected)
-
-
-def reuse_top():
-    # Seven frames down from allocate_blocks, where a walk marks one.
-    return thin(5, allocate_blocks)
-
-
-def reuse_first():
-    return reuse_top()
-
-
-def reuse_second():
-    return lends_its_dict()
-
-
-def lends_its_dict():
-    # No local variables: locals() takes an empty dict from CPython's free
-    # list (the marked frame's, freed last) and puts nothing in it, so
-    # nothing is allocated here, and no walk runs before the next one.
-    locals()
-    return reuse_top()
-
-
-def test_a_new_dict_at_the_marked_dicts_address_does_not_carry_the_mark():
-    # A marked frame (reuse_top) returns and frees its dict; the next dict
-    # CPython makes comes from the same free list, at the same address, and
-    # goes to lends_its_dict, which stacks of other depths put at the marked
-    # frame's address (thin and wide frames in every proportion below it).
-    # Only the dict's version tells the two apart.
-    Blocks.reset()
-    heapscope.start(1)
-    for wide_frames in range(8):
-        for thin_frames in range(40):
-            thin(30, reuse_first)
-            wide(wide_frames, lambda n=thin_frames: thin(n, reuse_second))
-    assert len(Blocks.expected) == 8 * 40 * 2 * 3
     assert_traced_at(Blocks.expected)
 
 
@@ -362,13 +275,10 @@ def below_b():
     return thin(12, allocate_noting_callers)
 
 
-def test_stacks_alike_above_their_marks_keep_their_own_frames_below():
-    # Two stacks of one depth, the same frame for frame from the top to well
-    # below where a frame is marked, that differ further down (below_a or
-    # below_b): a capture that copied the frames below a mark is only the
-    # same as another through the same mark. The 30 frames under below_a
-    # and below_b put any mark made before out of the walks' reach, so that
-    # each stack gets its own.
+def test_stacks_alike_near_the_top_keep_their_own_frames_below():
+    # Two stacks of one depth, the same frame for frame from the top to 13
+    # frames down, that differ further down (below_a or below_b): each
+    # traceback of 25 frames must keep its own.
     Blocks.reset()
     heapscope.start(25)
     for _ in range(20):
