@@ -1,0 +1,88 @@
+"""What frames hold: at the bottom of a recursion 60 calls deep, every
+frame allocating on the way down, the program looks at the frames of depth
+1 to 60 above it: the types the collector finds in each frame (before
+anything asks for its locals, so a locals dict the interpreter did not make
+shows where frames show their references), whether a dict freed just before
+an allocation in the frame is reused by the next dict made (a tracer that
+makes a dict of its own takes its place), then sys._getframe(n).f_locals, whether f_locals gives the same
+object twice, and locals() in each frame on the way back up.
+"""
+
+import gc
+import sys
+
+from _no_harm import report, report_tracers, start_tracer
+
+DEPTH = 60
+
+
+def referent_types(frame):
+    return sorted(type(referent).__name__ for referent in gc.get_referents(frame))
+
+
+def shown(mapping):
+    return {name: repr(value) for name, value in sorted(mapping.items())
+            if name not in ('observations', 'frame', 'reuse', 'freed_at')}
+
+
+def descend(depth, observations, reuse):
+    freed = {}
+    freed_at = id(freed)
+    del freed  # to the dict free list
+    block = [depth] * (depth % 7 + 1)  # allocates in this frame (through the tracer)
+    made = {}  # takes the freed dict's place unless something took it first
+    reuse.append(id(made) == freed_at)
+    del made
+    label = 'frame %d' % depth
+    if depth < DEPTH:
+        result = descend(depth + 1, observations, reuse)
+        observations.append(['locals() at %d' % depth, shown(locals())])
+        return result
+    referents = []
+    for n in range(1, DEPTH):
+        referents.append([n, referent_types(sys._getframe(n))])
+    observations.append(['referents', referents])
+    seen = []
+    for n in range(1, DEPTH):
+        frame = sys._getframe(n)
+        seen.append([n, frame.f_code.co_name, shown(frame.f_locals),
+                     frame.f_locals is frame.f_locals])
+        del frame
+    observations.append(['f_locals', seen])
+    observations.append(['bottom locals()', shown(locals())])
+    return len(block) + len(label)
+
+
+def generator_frames():
+    # a generator's frame outlives its yields; look at it between them
+    def numbers():
+        total = [0]
+        for i in range(30):
+            total.append(i)
+            yield i
+    iterator = numbers()
+    seen = []
+    for value in iterator:
+        if value % 10 == 0:
+            frame = iterator.gi_frame
+            seen.append([value, referent_types(frame), shown(frame.f_locals)])
+            del frame
+    return seen
+
+
+def main():
+    start_tracer()
+    observations = []
+    reuse = []
+    result = descend(1, observations, reuse)
+    report('a dict freed before an allocation is the next dict made, at depths 1..%d' % DEPTH,
+           reuse)
+    for name, value in observations:
+        report(name, value)
+    report('result', result)
+    report('generator frames', generator_frames())
+    report_tracers()
+
+
+if __name__ == '__main__':
+    main()
