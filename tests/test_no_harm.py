@@ -3,7 +3,8 @@
 Each program of tests/no_harm_programs/ reports what it sees of itself
 (the collector's counts and callbacks, weakref callbacks, when code objects
 die, what frames hold, signal dispositions in itself and its children, the
-order of finalizers, which addresses objects get), one JSON line per
+order of finalizers, which addresses objects get, the interpreter's
+settings), one JSON line per
 observation. Every program runs in a fresh interpreter untraced and then
 traced each way a user traces:
 
@@ -177,6 +178,7 @@ PROGRAM_NAMES = {
     'frame_locals.py': 'locals(), f_locals and referents of frames 1..60 deep',
     'finalizers.py': '__del__ order and address reuse',
     'signals.py': 'signal.getsignal in the program, a fork and pool workers',
+    'interpreter_state.py': 'trace/profile functions, hooks, thresholds, threads, recursion',
 }
 
 
