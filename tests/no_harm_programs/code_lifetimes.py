@@ -1,10 +1,12 @@
 """Code objects made by compile() and exec() and dropped die when the
 program drops them, traced or not. Each generated function allocates while
 it runs (so a tracer records a traceback through its code); a weak
-reference to its code object tells when the code dies.
+reference to its code object tells when the code dies, and
+sys.getrefcount() who else holds it while it lives.
 """
 
 import gc
+import sys
 import weakref
 
 from _no_harm import report, report_tracers, start_tracer
@@ -16,12 +18,14 @@ def main():
     start_tracer()
     log = []
     refs = []
+    refcounts = []
     for i in range(COUNT):
         namespace = {}
         source = 'def f(n):\n    return [n] * %d\n' % (i + 1)
         exec(compile(source, '<generated %d>' % i, 'exec'), namespace)
         function = namespace.pop('f')  # no cycle through the function's globals
         function(i)
+        refcounts.append(sys.getrefcount(function.__code__))
         refs.append(weakref.ref(function.__code__,
                                 lambda ref, i=i: log.append('function code %d died' % i)))
         del function, namespace
@@ -40,6 +44,7 @@ def main():
                                 lambda ref, i=i: log.append('lambda code %d died' % i)))
         holder.clear()  # the lambda, g and their code objects go now
         log.append('lambda %d dropped' % i)
+    report('sys.getrefcount of each function code after a call', refcounts)
     report('code objects alive after the loop', sum(ref() is not None for ref in refs))
     gc.collect()
     report('code objects alive after collect()', sum(ref() is not None for ref in refs))
