@@ -13,7 +13,12 @@ traced each way a user traces:
   observation does not depend on tracing as such, so a difference under
   heapscope is heapscope's;
 - under ``heapscope.start(25)`` in the program;
-- under startup tracing, ``HEAPSCOPE_TRACE=25`` (through heapscope.pth).
+- under startup tracing, ``HEAPSCOPE_TRACE=1`` (through heapscope.pth): one
+  frame per traceback, where heapscope's frame walks stop short of the
+  stack's bottom (25 frames reach it on most of these stacks).
+
+Every run imports both tracers (tests/no_harm_programs/_no_harm.py), so
+that tracing, not an import, is what differs.
 
 The traced runs must print what the untraced run prints, end with the same
 status and write the same stderr (heapscope's own ``heapscope:`` lines
@@ -36,7 +41,9 @@ heapscope = pytest.importorskip('heapscope')
 
 PROGRAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'no_harm_programs')
 TIMEOUT = 120  # a loaded machine; the programs take about a second each
+# traceback limits: the standard module's and heapscope.start()'s, and startup tracing's
 NFRAME = 25
+STARTUP_NFRAME = 1
 # What a run under SIGTERM inside C code is given to end, after the signal.
 SIGTERM_GRACE = 10
 # Variables of the test's own environment that would trace the programs.
@@ -74,7 +81,7 @@ def _environment(way, directory):
     env['NO_HARM_NFRAME'] = str(NFRAME)
     env['NO_HARM_TRACER'] = {STANDARD: 'tracemalloc', START: 'heapscope'}.get(way, 'none')
     if way == STARTUP:
-        env.update(HEAPSCOPE_TRACE=str(NFRAME), HEAPSCOPE_TOP='0',
+        env.update(HEAPSCOPE_TRACE=str(STARTUP_NFRAME), HEAPSCOPE_TOP='0',
                    HEAPSCOPE_OUTPUT=os.path.join(str(directory), 'no-harm.{pid}.hsnap'))
     return env
 

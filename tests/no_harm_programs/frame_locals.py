@@ -4,7 +4,8 @@ frame allocating on the way down, the program looks at the frames of depth
 anything asks for its locals, so a locals dict the interpreter did not make
 shows where frames show their references), whether a dict freed just before
 an allocation in the frame is reused by the next dict made (a tracer that
-makes a dict of its own takes its place), then sys._getframe(n).f_locals, whether f_locals gives the same
+makes a dict of its own takes its place) and what that allocation adds to
+the collector's count (one container, the list), then sys._getframe(n).f_locals, whether f_locals gives the same
 object twice, and locals() in each frame on the way back up.
 """
 
@@ -14,6 +15,7 @@ import sys
 from _no_harm import report, report_tracers, start_tracer
 
 DEPTH = 60
+ALLOCATIONS = 50  # per frame: enough for a tracer to mark a frame it sees often
 
 
 def referent_types(frame):
@@ -22,20 +24,28 @@ def referent_types(frame):
 
 def shown(mapping):
     return {name: repr(value) for name, value in sorted(mapping.items())
-            if name not in ('observations', 'frame', 'reuse', 'freed_at')}
+            if name not in ('observations', 'frame', 'reuse', 'freed_at', 'counted',
+                                'count_before', 'added', 'reused', '_')}
 
 
-def descend(depth, observations, reuse):
-    freed = {}
-    freed_at = id(freed)
-    del freed  # to the dict free list
-    block = [depth] * (depth % 7 + 1)  # allocates in this frame (through the tracer)
-    made = {}  # takes the freed dict's place unless something took it first
-    reuse.append(id(made) == freed_at)
-    del made
+def descend(depth, observations, reuse, counted):
+    added = reused = 0
+    gc.collect()  # empties the free lists: a dict made by a tracer is counted below
+    for _ in range(ALLOCATIONS):
+        freed = {}
+        freed_at = id(freed)
+        del freed  # to the dict free list
+        count_before = gc.get_count()[0]
+        block = [depth] * (depth % 7 + 1)  # allocates in this frame (through the tracer)
+        added += gc.get_count()[0] - count_before
+        made = {}  # takes the freed dict's place unless something took it first
+        reused += id(made) == freed_at
+        del made
+    counted.append(added)
+    reuse.append(reused)
     label = 'frame %d' % depth
     if depth < DEPTH:
-        result = descend(depth + 1, observations, reuse)
+        result = descend(depth + 1, observations, reuse, counted)
         observations.append(['locals() at %d' % depth, shown(locals())])
         return result
     referents = []
@@ -74,9 +84,12 @@ def main():
     start_tracer()
     observations = []
     reuse = []
-    result = descend(1, observations, reuse)
-    report('a dict freed before an allocation is the next dict made, at depths 1..%d' % DEPTH,
-           reuse)
+    counted = []
+    result = descend(1, observations, reuse, counted)
+    report('what %d allocations added to gc.get_count()[0], at depths 1..%d'
+           % (ALLOCATIONS, DEPTH), counted)
+    report('how often a dict freed before an allocation was the next dict made, '
+           'at depths 1..%d' % DEPTH, reuse)
     for name, value in observations:
         report(name, value)
     report('result', result)

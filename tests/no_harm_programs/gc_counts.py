@@ -49,6 +49,8 @@ def main():
         events.append([step[0], phase, info['generation'], info['collected'],
                        info['uncollectable']])
 
+    garbage(10, -1)
+    at_depth(40, -1)
     gc.collect()
     before = gc.get_stats()
     gc.callbacks.append(on_gc)

@@ -17,28 +17,33 @@ class Thing:
         self.partner = None
 
 
+def one_step(step, log, refs):
+    log.append('step %d' % step)
+    alone = Thing('alone %d' % step)
+    refs.append(weakref.ref(alone, died(log, alone.name)))
+    del alone  # dies here, by reference counting
+    a = Thing('cycle a %d' % step)
+    b = Thing('cycle b %d' % step)
+    a.partner, b.partner = b, a
+    refs.append(weakref.ref(a, died(log, a.name)))
+    weakref.finalize(b, log.append, 'finalized %s' % b.name)
+    b.payload = [[i] for i in range(60)]  # containers that move the collector
+    del a, b  # they die when the collector next runs
+    log.append('end %d' % step)
+
+
+def died(log, name):
+    return lambda ref: log.append('died %s' % name)
+
+
 def main():
     start_tracer()
+    one_step(-1, [], [])  # the first weakref.finalize() imports atexit
     gc.collect()
     log = []
     refs = []  # the weak references must outlive their objects
-
-    def died(name):
-        return lambda ref: log.append('died %s' % name)
-
     for step in range(40):
-        log.append('step %d' % step)
-        alone = Thing('alone %d' % step)
-        refs.append(weakref.ref(alone, died(alone.name)))
-        del alone  # dies here, by reference counting
-        a = Thing('cycle a %d' % step)
-        b = Thing('cycle b %d' % step)
-        a.partner, b.partner = b, a
-        refs.append(weakref.ref(a, died(a.name)))
-        weakref.finalize(b, log.append, 'finalized %s' % b.name)
-        b.payload = [[i] for i in range(60)]  # containers that move the collector
-        del a, b  # they die when the collector next runs
-        log.append('end %d' % step)
+        one_step(step, log, refs)
     log.append('collect')
     gc.collect()
     log.append('done')
