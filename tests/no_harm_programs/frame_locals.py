@@ -1,12 +1,14 @@
-"""What frames hold: at the bottom of a recursion 60 calls deep, every
-frame allocating on the way down, the program looks at the frames of depth
-1 to 60 above it: the types the collector finds in each frame (before
-anything asks for its locals, so a locals dict the interpreter did not make
-shows where frames show their references), whether a dict freed just before
-an allocation in the frame is reused by the next dict made (a tracer that
-makes a dict of its own takes its place) and what that allocation adds to
-the collector's count (one container, the list), then sys._getframe(n).f_locals, whether f_locals gives the same
-object twice, and locals() in each frame on the way back up.
+"""What frames hold. Each frame of a recursion 60 calls deep allocates 50
+times on the way down, and the program records whether a dict freed just
+before each allocation is the next dict made (a tracer that makes a dict
+of its own takes its place) and what the allocations add to the
+collector's count (after a collection has emptied the free lists). At the
+bottom it looks at the frames of depth 1 to 59 above it: the types the
+collector finds in each (before anything asks for their locals, so a
+locals dict the interpreter did not make shows where frames report their
+references), then sys._getframe(n).f_locals and whether f_locals gives the
+same object twice; on the way back up, locals() in each frame; and the
+frame of a generator between its yields.
 """
 
 import gc
