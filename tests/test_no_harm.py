@@ -251,4 +251,8 @@ def test_sigterm_ends_a_program_inside_c_code_at_once(way, tmp_path):
     reference = sigterm_inside_c_code(UNTRACED, tmp_path)
     assert reference == (['#tracers', []], ['started SIGTERM inside C code', 'in C code'],
                          -signal.SIGTERM)
-    assert sigterm_inside_c_code(way, tmp_path) == (['#tracers', TRACERS[way]],) + reference[1:]
+    tracers, lines, status = sigterm_inside_c_code(way, tmp_path)
+    assert tracers == ['#tracers', TRACERS[way]]
+    assert (lines, status) == reference[1:], (
+        'under %s, SIGTERM sent inside C code: output %r, status %r; untraced %r, %r'
+        % ((way, lines, status) + reference[1:]))
