@@ -2,6 +2,8 @@
 // tracer, nothing more. The public API (argument rules, classes) lives in
 // python/heapscope.
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <climits>
 #include <cstdint>
@@ -10,6 +12,7 @@
 
 #include "allocator_hooks.h"
 #include "object_address.h"
+#include "signal_watcher.h"
 #include "snapshot_binding.h"
 #include "tracer.h"
 
@@ -130,5 +133,23 @@ NB_MODULE(_heapscope, m) {
   m.def(
       "_dropped_traces", [] { return hs::tracer().engine.dropped_traces(); },
       "Blocks left untraced because the tracer's tables could not grow.");
+  m.def(
+      "_watch_signals",
+      [](std::string path, std::string label, std::string own_directory,
+         std::vector<std::string> outer_files) {
+        return hs::watch_signals(hs::SignalSnapshotPlan{std::move(path), std::move(label),
+                                                        std::move(own_directory),
+                                                        std::move(outer_files)});
+      },
+      nb::arg("path"), nb::arg("label"), nb::arg("own_directory"), nb::arg("outer_files"),
+      "Write the snapshot to path natively when SIGTERM or SIGHUP (where still at SIG_DFL) "
+      "ends the process, then die of it; the names of the signals watched.");
+  m.def("_unwatch_signals", &hs::unwatch_signals, nb::call_guard<nb::gil_scoped_release>(),
+        "Stop watching: SIG_DFL again where our handler is still installed.");
+  m.def("_begin_exit_write", &hs::begin_exit_write, nb::arg("wait_seconds"),
+        nb::call_guard<nb::gil_scoped_release>(),
+        "False when a signal's snapshot is being written (after waiting for it to end the "
+        "process); else the exit snapshot may be written.");
+  m.def("_end_exit_write", &hs::end_exit_write, "The exit snapshot is written (or failed).");
   hs::register_snapshot_binding(m);
 }

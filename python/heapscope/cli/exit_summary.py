@@ -43,14 +43,14 @@ def show(snapshot, path, when, top, label=None, tool='heapscope'):
             terminal.print_line(console, 'heapscope: %s in %s live %s of pid %d (%s), %s:' % (
                 _format_size(sum(stat.size for stat in stats), False),
                 terminal.blocks(sum(stat.count for stat in stats)), when, os.getpid(),
-                label or _command(),
+                label or command(),
                 'top line' if shown_lines == 1 else 'top %d lines' % shown_lines))
             terminal.print_statistics(console, stats, 'lineno', top)
             terminal.print_line(console, 'heapscope: snapshot written to %s; more with: '
                                 '%s top %s' % (shown, tool, _quoted(shown)), '')
         else:
             terminal.print_line(console, 'heapscope: pid %d (%s): snapshot written to %s'
-                                % (os.getpid(), label or _command(), shown), '')
+                                % (os.getpid(), label or command(), shown), '')
         stream.flush()
     except (OSError, ValueError):
         pass
@@ -61,7 +61,8 @@ def _stream():
     return stream if stream is not None and not stream.closed else None
 
 
-def _command():
+def command():
+    """How the summary names the program: its command line, shortened."""
     command = ' '.join(sys.argv) if sys.argv and sys.argv != [''] else 'python'
     if len(command) > _MAX_COMMAND_LENGTH:
         command = command[:_MAX_COMMAND_LENGTH - 3] + '...'
