@@ -59,10 +59,10 @@ def environment(traced, output=None):
     return env
 
 
-def python(args, cwd, traced, output=None, **options):
+def python(args, cwd, traced, output=None, timeout=TIMEOUT):
     return subprocess.run([sys.executable] + list(args), cwd=str(cwd),
                           env=environment(traced, output), capture_output=True, text=True,
-                          timeout=TIMEOUT, **options)
+                          timeout=timeout)
 
 
 def without_our_lines(stderr):
