@@ -39,6 +39,11 @@ enum ExitWrite : int { kIdle, kExitWriting, kExitWritten, kWatcherWriting };
 // Read by the signal handler: plain atomics, nothing else.
 std::atomic<int> g_write_fd{-1};  // the pipe's write end (non-blocking)
 std::atomic<pid_t> g_owner{0};    // the process whose watcher reads the pipe
+// A child of os.fork() whose Python fork hook will start its own watcher:
+// until then a signal is held here (the child may not have run at all yet
+// when Pool.terminate() sends SIGTERM).
+std::atomic<pid_t> g_awaiting_watcher{0};
+std::atomic<int> g_held_signal{0};
 
 std::atomic<int> g_exit_write{kIdle};
 
@@ -50,6 +55,11 @@ pthread_t g_thread;
 bool g_thread_running = false;
 bool g_restart_after_fork = false;
 bool g_fork_handlers_registered = false;
+// Set by python_fork_begins() in the thread about to call fork() from
+// os.fork(), whose child runs Python's after-fork hooks; any other fork
+// (C code, _posixsubprocess) may never run them.
+bool g_python_fork = false;
+pthread_t g_python_forking_thread;
 
 std::mutex g_plan_mutex;  // guards g_plan: the watcher copies it when it wakes
 SignalSnapshotPlan g_plan;
@@ -77,9 +87,14 @@ extern "C" void on_signal(int signum) {
   const int saved_errno = errno;
   const int fd = g_write_fd.load(std::memory_order_acquire);
   bool woke = false;
-  if (fd >= 0 && getpid() == g_owner.load(std::memory_order_acquire)) {
+  const pid_t pid = getpid();
+  if (fd >= 0 && pid == g_owner.load(std::memory_order_acquire)) {
     const unsigned char byte = static_cast<unsigned char>(signum);
     woke = write(fd, &byte, 1) == 1;
+  } else if (pid == g_awaiting_watcher.load(std::memory_order_acquire)) {
+    int none = 0;
+    g_held_signal.compare_exchange_strong(none, signum);
+    woke = true;
   }
   if (!woke) {
     // Not the process that installed us (a fork child before its fork
@@ -257,6 +272,7 @@ void before_fork() {
 }
 
 void after_fork_in_parent() {
+  g_python_fork = false;
   if (!g_restart_after_fork) return;
   g_restart_after_fork = false;
   if (!start_thread()) {
@@ -267,15 +283,25 @@ void after_fork_in_parent() {
 }
 
 // Only async-signal-safe calls: the child of a multi-threaded process.
+// A child of os.fork() asked to keep watching (python_fork_begins) keeps
+// our handler, which holds a signal until watch_signals() or
+// unwatch_signals() runs there; any other child gets SIG_DFL back now.
 void after_fork_in_child() {
+  const bool awaits = g_python_fork && pthread_equal(g_python_forking_thread, pthread_self());
+  g_python_fork = false;
   g_restart_after_fork = false;
   g_thread_running = false;
-  for (int i = 0; i < kWatchedCount; ++i) {
-    if (g_installed[i] && ours(kWatched[i])) set_default(kWatched[i]);
-    g_installed[i] = false;
-  }
+  g_held_signal.store(0);
+  g_awaiting_watcher.store(awaits ? getpid() : 0);
+  if (!awaits) restore_defaults();
   close_pipe();
   g_exit_write.store(kIdle);
+}
+
+// The signal held while no watcher ran, if any; no longer holding.
+int take_held_signal() {
+  g_awaiting_watcher.store(0);
+  return g_held_signal.exchange(0);
 }
 
 }  // namespace
@@ -305,6 +331,11 @@ std::vector<std::string> watch_signals(SignalSnapshotPlan plan) {
       throw std::runtime_error("cannot start the signal watcher thread");
     }
   }
+  if (const int held = take_held_signal(); held != 0) {
+    const unsigned char byte = static_cast<unsigned char>(held);
+    while (write(g_write_fd.load(), &byte, 1) < 0 && errno == EINTR) {
+    }
+  }
   std::vector<std::string> watched;
   for (int i = 0; i < kWatchedCount; ++i) {
     const int signum = kWatched[i];
@@ -326,9 +357,17 @@ std::vector<std::string> watch_signals(SignalSnapshotPlan plan) {
 
 void unwatch_signals() noexcept {
   restore_defaults();
+  // A signal held for a watcher that will not come: what SIG_DFL does.
+  if (const int held = take_held_signal(); held != 0) raise(held);
   if (g_owner.load() != getpid()) return;
   stop_thread();
   close_pipe();
+}
+
+void python_fork_begins() noexcept {
+  if (g_owner.load() != getpid()) return;
+  g_python_fork = true;
+  g_python_forking_thread = pthread_self();
 }
 
 bool begin_exit_write(double wait_seconds) noexcept {

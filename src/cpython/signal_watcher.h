@@ -20,8 +20,11 @@
 // The watcher thread exists only between forks: a fork handler ends it
 // before fork() and starts it again in the parent after, so Python 3.12+'s
 // "multi-threaded, use of fork()" warning counts the threads it would count
-// untraced. The child starts with SIG_DFL and no watcher; Python code that
-// wants one there (a per-process snapshot file) calls watch_signals again.
+// untraced. A child starts with no watcher and SIG_DFL back, except the
+// child of an os.fork() announced by python_fork_begins(): there our
+// handler stays and holds a signal until the child's Python fork hook calls
+// watch_signals (its own snapshot file: the held signal is then handled)
+// or unwatch_signals (SIG_DFL, and the held signal re-raised).
 //
 // The exit writer (Python, at exit) and the watcher never both write:
 // begin_exit_write() / end_exit_write() bracket the exit write, and a
@@ -52,6 +55,11 @@ std::vector<std::string> watch_signals(SignalSnapshotPlan plan);
 // watcher. Releases nothing it does not own: a handler the program set
 // since is left alone. Call with the GIL released (it joins the thread).
 void unwatch_signals() noexcept;
+
+// Called by the Python fork hook that runs just before os.fork() calls
+// fork(), when the child will want its own watcher: its after-fork hook
+// will call watch_signals or unwatch_signals, whatever happens.
+void python_fork_begins() noexcept;
 
 // Whether this process's exit write may go ahead (the watcher is not
 // writing); when the watcher is writing, waits up to `wait_seconds` for it

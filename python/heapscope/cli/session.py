@@ -162,14 +162,22 @@ class TracingSession:
         except RuntimeError as exc:
             exit_summary.say('no snapshot on SIGTERM or SIGHUP: %s' % exc)
 
+    def _child_watches(self):
+        return self._active and not self._finished and self.child_output is not None
+
     def _after_fork_in_child(self):
-        # The fork left the child without a watcher and with SIG_DFL: a
-        # child with a file of its own watches again.
+        # The child has no watcher: one with a file of its own starts its
+        # own (a signal that came first was held for it), any other gets
+        # SIG_DFL back (and a held signal, delivered).
         self._watching = False
-        if self._active and not self._finished and self.child_output is not None:
+        if self._child_watches():
             self._watch_signals(self.child_output)
+        else:
+            _native._unwatch_signals()
 
     def _before_fork(self):
+        if self._watching and self._child_watches():
+            _native._python_fork_begins()
         # Children forked by multiprocessing leave through os._exit(), which
         # skips atexit; multiprocessing runs its finalizers just before.
         # Its after-fork hooks are the first code of ours to run there.
