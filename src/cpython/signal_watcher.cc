@@ -24,6 +24,17 @@
 namespace heapscope::cpython {
 namespace {
 
+// Python 3.12+ warns (DeprecationWarning) when a process with more than one
+// OS thread forks: there the watcher is ended before each fork and started
+// again after, which costs the parent a wake-up of the watcher per fork
+// (forkcost: min 350 -> 460 us per os.fork(), 3.11.7, at load 30). Before
+// 3.12 nothing counts threads, and the watcher stays.
+#if PY_VERSION_HEX >= 0x030C0000
+constexpr bool kEndWatcherAcrossFork = true;
+#else
+constexpr bool kEndWatcherAcrossFork = false;
+#endif
+
 namespace snap = core::snapshot;
 
 constexpr int kWatched[] = {SIGTERM, SIGHUP};
@@ -265,13 +276,17 @@ void close_pipe() {
 }
 
 // Prepare runs before the tracer's (registered later), which takes the
-// engine lock that a writing watcher may need.
+// engine lock that a writing watcher may need. The plan's lock is held
+// across fork() so that the child never inherits it held by the watcher.
 void before_fork() {
-  g_restart_after_fork = g_thread_running && g_owner.load() == getpid();
+  g_restart_after_fork =
+      kEndWatcherAcrossFork && g_thread_running && g_owner.load() == getpid();
   if (g_restart_after_fork) stop_thread();
+  g_plan_mutex.lock();
 }
 
 void after_fork_in_parent() {
+  g_plan_mutex.unlock();
   g_python_fork = false;
   if (!g_restart_after_fork) return;
   g_restart_after_fork = false;
@@ -287,6 +302,7 @@ void after_fork_in_parent() {
 // our handler, which holds a signal until watch_signals() or
 // unwatch_signals() runs there; any other child gets SIG_DFL back now.
 void after_fork_in_child() {
+  g_plan_mutex.unlock();
   const bool awaits = g_python_fork && pthread_equal(g_python_forking_thread, pthread_self());
   g_python_fork = false;
   g_restart_after_fork = false;
