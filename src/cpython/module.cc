@@ -146,8 +146,10 @@ NB_MODULE(_heapscope, m) {
       "ends the process, then die of it; the names of the signals watched.");
   m.def("_unwatch_signals", &hs::unwatch_signals, nb::call_guard<nb::gil_scoped_release>(),
         "Stop watching: SIG_DFL again where our handler is still installed.");
-  m.def("_python_fork_begins", &hs::python_fork_begins,
-        "os.fork() is about to fork, and the child's fork hook will watch or unwatch.");
+  m.def("_python_fork_begins", &hs::python_fork_begins, nb::arg("child_watches"),
+        "os.fork() is about to fork; child_watches: the child's hook will watch or unwatch.");
+  m.def("_python_fork_ended", &hs::python_fork_ended,
+        "os.fork() has forked: the watcher runs again in the parent.");
   m.def("_begin_exit_write", &hs::begin_exit_write, nb::arg("wait_seconds"),
         nb::call_guard<nb::gil_scoped_release>(),
         "False when a signal's snapshot is being written (after waiting for it to end the "

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -55,6 +56,10 @@ std::atomic<pid_t> g_owner{0};    // the process whose watcher reads the pipe
 // when Pool.terminate() sends SIGTERM).
 std::atomic<pid_t> g_awaiting_watcher{0};
 std::atomic<int> g_held_signal{0};
+// Set from python_fork_begins() to the parent's end of fork(), so that in
+// the child it is true from its first instant: a signal sent before the
+// child ever ran is delivered then, before the child's fork handler.
+std::atomic<bool> g_child_will_watch{false};
 
 std::atomic<int> g_exit_write{kIdle};
 
@@ -70,7 +75,13 @@ bool g_fork_handlers_registered = false;
 // os.fork(), whose child runs Python's after-fork hooks; any other fork
 // (C code, _posixsubprocess) may never run them.
 bool g_python_fork = false;
+bool g_python_child_watches = false;
 pthread_t g_python_forking_thread;
+// Python 3.12+ counts threads after fork() returns, before its after-fork
+// hooks: the watcher ended for an os.fork() is started again by
+// python_fork_ended(), not by the fork handler.
+bool g_restart_deferred = false;
+std::atomic<pid_t> g_watcher_tid{0};  // the watcher's kernel thread id
 
 std::mutex g_plan_mutex;  // guards g_plan: the watcher copies it when it wakes
 SignalSnapshotPlan g_plan;
@@ -102,7 +113,9 @@ extern "C" void on_signal(int signum) {
   if (fd >= 0 && pid == g_owner.load(std::memory_order_acquire)) {
     const unsigned char byte = static_cast<unsigned char>(signum);
     woke = write(fd, &byte, 1) == 1;
-  } else if (pid == g_awaiting_watcher.load(std::memory_order_acquire)) {
+  } else if (pid == g_awaiting_watcher.load(std::memory_order_acquire) ||
+             (g_child_will_watch.load(std::memory_order_acquire) &&
+              getppid() == g_owner.load(std::memory_order_acquire))) {
     int none = 0;
     g_held_signal.compare_exchange_strong(none, signum);
     woke = true;
@@ -227,6 +240,7 @@ void on_watched_signal(int signum) {
 }
 
 extern "C" void* watch(void*) {
+  g_watcher_tid.store(static_cast<pid_t>(syscall(SYS_gettid)));
   const int fd = g_read_fd;
   for (;;) {
     unsigned char byte = 0;
@@ -258,6 +272,12 @@ void stop_thread() {
   }
   pthread_join(g_thread, nullptr);
   g_thread_running = false;
+  // join returns when the thread's stack is free, a moment before the
+  // kernel stops counting it (/proc/self/stat, which Python 3.12+'s fork
+  // warning reads): wait until the thread id is gone.
+  if (const pid_t tid = g_watcher_tid.exchange(0); tid != 0) {
+    while (syscall(SYS_tgkill, getpid(), tid, 0) == 0) sched_yield();
+  }
 }
 
 void restore_defaults() {
@@ -285,15 +305,25 @@ void before_fork() {
   g_plan_mutex.lock();
 }
 
-void after_fork_in_parent() {
-  g_plan_mutex.unlock();
-  g_python_fork = false;
-  if (!g_restart_after_fork) return;
-  g_restart_after_fork = false;
+void restart_thread() {
   if (!start_thread()) {
     // Nobody would read the pipe: a watched signal would be swallowed.
     restore_defaults();
     close_pipe();
+  }
+}
+
+void after_fork_in_parent() {
+  g_plan_mutex.unlock();
+  g_child_will_watch.store(false);
+  const bool python_fork = g_python_fork && pthread_equal(g_python_forking_thread, pthread_self());
+  g_python_fork = false;
+  if (!g_restart_after_fork) return;
+  g_restart_after_fork = false;
+  if (python_fork) {
+    g_restart_deferred = true;
+  } else {
+    restart_thread();
   }
 }
 
@@ -303,15 +333,21 @@ void after_fork_in_parent() {
 // unwatch_signals() runs there; any other child gets SIG_DFL back now.
 void after_fork_in_child() {
   g_plan_mutex.unlock();
-  const bool awaits = g_python_fork && pthread_equal(g_python_forking_thread, pthread_self());
+  const bool awaits = g_python_fork && g_python_child_watches &&
+                     pthread_equal(g_python_forking_thread, pthread_self());
   g_python_fork = false;
   g_restart_after_fork = false;
+  g_restart_deferred = false;
   g_thread_running = false;
-  g_held_signal.store(0);
   g_awaiting_watcher.store(awaits ? getpid() : 0);
-  if (!awaits) restore_defaults();
+  g_child_will_watch.store(false);
   close_pipe();
   g_exit_write.store(kIdle);
+  if (!awaits) {
+    restore_defaults();
+    // Held in the instant before this handler ran: delivered as SIG_DFL.
+    if (const int held = g_held_signal.exchange(0); held != 0) raise(held);
+  }
 }
 
 // The signal held while no watcher ran, if any; no longer holding.
@@ -380,10 +416,19 @@ void unwatch_signals() noexcept {
   close_pipe();
 }
 
-void python_fork_begins() noexcept {
+void python_fork_begins(bool child_watches) noexcept {
   if (g_owner.load() != getpid()) return;
   g_python_fork = true;
+  g_python_child_watches = child_watches;
   g_python_forking_thread = pthread_self();
+  g_held_signal.store(0);
+  g_child_will_watch.store(child_watches);
+}
+
+void python_fork_ended() noexcept {
+  if (!g_restart_deferred) return;
+  g_restart_deferred = false;
+  restart_thread();
 }
 
 bool begin_exit_write(double wait_seconds) noexcept {

@@ -20,7 +20,8 @@
 // The watcher thread exists only between forks: a fork handler ends it
 // before fork() and starts it again in the parent after, so Python 3.12+'s
 // "multi-threaded, use of fork()" warning counts the threads it would count
-// untraced. A child starts with no watcher and SIG_DFL back, except the
+// untraced (os.fork() starts it again from its after-fork hook, after that
+// count; other forks from the fork handler). A child starts with no watcher and SIG_DFL back, except the
 // child of an os.fork() announced by python_fork_begins(): there our
 // handler stays and holds a signal until the child's Python fork hook calls
 // watch_signals (its own snapshot file: the held signal is then handled)
@@ -56,10 +57,12 @@ std::vector<std::string> watch_signals(SignalSnapshotPlan plan);
 // since is left alone. Call with the GIL released (it joins the thread).
 void unwatch_signals() noexcept;
 
-// Called by the Python fork hook that runs just before os.fork() calls
-// fork(), when the child will want its own watcher: its after-fork hook
-// will call watch_signals or unwatch_signals, whatever happens.
-void python_fork_begins() noexcept;
+// Called by the Python fork hooks around os.fork(): before (child_watches:
+// the child's after-fork hook will call watch_signals or unwatch_signals,
+// whatever happens), and in the parent after, where a watcher ended for the
+// fork starts again (Python 3.12+ counts the threads in between).
+void python_fork_begins(bool child_watches) noexcept;
+void python_fork_ended() noexcept;
 
 // Whether this process's exit write may go ahead (the watcher is not
 // writing); when the watcher is writing, waits up to `wait_seconds` for it

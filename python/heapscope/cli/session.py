@@ -78,6 +78,7 @@ class TracingSession:
         if hasattr(os, 'register_at_fork') and not self._fork_hook_registered:
             # cannot be unregistered: the callbacks check _active
             os.register_at_fork(before=self._before_fork,
+                                after_in_parent=self._after_fork_in_parent,
                                 after_in_child=self._after_fork_in_child)
             self._fork_hook_registered = True
         self._active = True
@@ -175,9 +176,13 @@ class TracingSession:
         else:
             _native._unwatch_signals()
 
+    def _after_fork_in_parent(self):
+        if self._watching:
+            _native._python_fork_ended()
+
     def _before_fork(self):
-        if self._watching and self._child_watches():
-            _native._python_fork_begins()
+        if self._watching:
+            _native._python_fork_begins(self._child_watches())
         # Children forked by multiprocessing leave through os._exit(), which
         # skips atexit; multiprocessing runs its finalizers just before.
         # Its after-fork hooks are the first code of ours to run there.
