@@ -2,6 +2,8 @@
 // tracer, nothing more. The public API (argument rules, classes) lives in
 // python/heapscope.
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <climits>
 #include <cstdint>
@@ -12,6 +14,7 @@
 #include "call_slots.h"
 #include "core/allocation.h"
 #include "object_address.h"
+#include "signal_watcher.h"
 #include "snapshot_binding.h"
 #include "tracer.h"
 
@@ -136,6 +139,28 @@ NB_MODULE(_heapscope, m) {
       "_patched_slots", [](nb::str symbol) { return hs::call_slots_patched(symbol.c_str()); },
       nb::arg("symbol"),
       "Relocation slots that hold heapscope's replacement for `symbol` (tests).");
+  m.def(
+      "_watch_signals",
+      [](std::string path, std::string label, std::string own_directory,
+         std::vector<std::string> outer_files) {
+        return hs::watch_signals(hs::SignalSnapshotPlan{std::move(path), std::move(label),
+                                                        std::move(own_directory),
+                                                        std::move(outer_files)});
+      },
+      nb::arg("path"), nb::arg("label"), nb::arg("own_directory"), nb::arg("outer_files"),
+      "Write the snapshot to path natively when SIGTERM or SIGHUP (where still at SIG_DFL) "
+      "ends the process, then die of it; the names of the signals watched.");
+  m.def("_unwatch_signals", &hs::unwatch_signals, nb::call_guard<nb::gil_scoped_release>(),
+        "Stop watching: SIG_DFL again where our handler is still installed.");
+  m.def("_python_fork_begins", &hs::python_fork_begins, nb::arg("child_watches"),
+        "os.fork() is about to fork; child_watches: the child's hook will watch or unwatch.");
+  m.def("_python_fork_ended", &hs::python_fork_ended,
+        "os.fork() has forked: the watcher runs again in the parent.");
+  m.def("_begin_exit_write", &hs::begin_exit_write, nb::arg("wait_seconds"),
+        nb::call_guard<nb::gil_scoped_release>(),
+        "False when a signal's snapshot is being written (after waiting for it to end the "
+        "process); else the exit snapshot may be written.");
+  m.def("_end_exit_write", &hs::end_exit_write, "The exit snapshot is written (or failed).");
 #ifdef HEAPSCOPE_FAULT_INJECTION
   // tests/fault_injection: the Nth allocation of the tracer fails (0: none).
   m.def("_fail_allocation_at", &heapscope::core::fail_allocation_at, nb::arg("nth"));

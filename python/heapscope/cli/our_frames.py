@@ -35,11 +35,22 @@ def without_ours(snapshot, entry_file=None):
     marked = snapshot.filter_traces([heapscope.Filter(True, _CLI_FILES, all_frames=True)])
     if not len(marked.traces):
         return snapshot
+    return _cut_outer_frames(snapshot, _outer_files(entry_file))
+
+
+def native_plan(entry_file=None):
+    """(directory, outer files) for the native equivalent of without_ours
+    (src/core/snapshot/own_frames.h), used when a signal's snapshot is
+    written without Python."""
+    return os.path.dirname(_CLI_FILES), sorted(_outer_files(entry_file))
+
+
+def _outer_files(entry_file):
     outer_files = set(_RUNPY_FILES)
     outer_files.add(os.path.join(_PACKAGE, '__main__.py'))
     if entry_file:
         outer_files.add(entry_file)
-    return _cut_outer_frames(snapshot, outer_files)
+    return outer_files
 
 
 def _is_ours(filename, outer_files):

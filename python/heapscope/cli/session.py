@@ -6,15 +6,20 @@ The snapshot is taken once, however the process ends:
 - normally, by an uncaught exception or sys.exit(): from an atexit handler
   registered before the program runs, so it runs after the program's own
   handlers and after Python has joined the non-daemon threads;
-- on SIGTERM or SIGHUP (when their default action, death, is in force): from
-  a handler that writes the snapshot and then dies from the same signal, so
-  the parent sees the status it would have seen without heapscope;
+- on SIGTERM or SIGHUP (when their default action, death, is in force): by
+  the native signal watcher (src/cpython/signal_watcher.h), which writes it
+  without Python, even while the program is inside long C code, and then
+  dies from the same signal, so the parent sees the status it would have
+  seen without heapscope. No Python-level handler is installed:
+  ``signal.getsignal`` reports what the program set, and a handler the
+  program sets replaces ours (the exit write then takes the snapshot);
 - after Ctrl-C, ``run`` asks (``die_at_exit``) to die from SIGINT once the
   snapshot is written, as python does after printing the KeyboardInterrupt.
 
 A forked child inherits the session: it writes its own snapshot only when
 there is a per-process file name for it (``child_output``), never over its
-parent's file. Children forked by multiprocessing end with os._exit(), which
+parent's file, and only then watches signals (the fork starts it with
+SIG_DFL). Children forked by multiprocessing end with os._exit(), which
 skips atexit: for them the snapshot is taken by a multiprocessing finalizer.
 """
 
@@ -24,10 +29,13 @@ import signal
 import sys
 
 import heapscope
+from heapscope import _heapscope as _native
 
 from . import exit_summary, our_frames
 
-_SIGNALS = tuple(getattr(signal, name) for name in ('SIGTERM', 'SIGHUP') if hasattr(signal, name))
+# How long the exit write waits for a signal's snapshot being written (the
+# watcher then ends the process) before going on without writing.
+_WAIT_FOR_SIGNAL_WRITE = 30.0
 
 # multiprocessing runs finalizers by decreasing priority: this one runs last.
 _MP_FINALIZER_PRIORITY = -(1 << 30)
@@ -58,7 +66,7 @@ class TracingSession:
         self._active = False
         self._finished = False
         self._exit_signal = None
-        self._previous_handlers = {}
+        self._watching = False
         self._multiprocessing_hooked = False
         self._fork_hook_registered = False
 
@@ -66,11 +74,12 @@ class TracingSession:
         """Start tracing and arrange for the snapshot at exit."""
         # Hooks first, tracing last: what the hooks allocate is not the program's.
         atexit.register(self._at_exit)
-        for signum in _SIGNALS:
-            self._catch(signum)
+        self._watch_signals(self.output)
         if hasattr(os, 'register_at_fork') and not self._fork_hook_registered:
-            # cannot be unregistered: the callback checks _active
-            os.register_at_fork(before=self._before_fork)
+            # cannot be unregistered: the callbacks check _active
+            os.register_at_fork(before=self._before_fork,
+                                after_in_parent=self._after_fork_in_parent,
+                                after_in_child=self._after_fork_in_child)
             self._fork_hook_registered = True
         self._active = True
         try:
@@ -92,10 +101,9 @@ class TracingSession:
             return
         self._active = False
         atexit.unregister(self._at_exit)
-        for signum, previous in self._previous_handlers.items():
-            if signal.getsignal(signum) == self._on_signal:
-                signal.signal(signum, previous)
-        self._previous_handlers.clear()
+        if self._watching:
+            _native._unwatch_signals()
+            self._watching = False
         if heapscope.is_tracing():
             heapscope.stop()
 
@@ -116,6 +124,9 @@ class TracingSession:
         if template is None:
             return
         path = output_path(template, pid)
+        # The signal watcher may be writing (then it ends the process).
+        if not _native._begin_exit_write(_WAIT_FOR_SIGNAL_WRITE):
+            return
         try:
             if not heapscope.is_tracing():
                 exit_summary.say('tracing was stopped by the program before it ended; '
@@ -133,25 +144,45 @@ class TracingSession:
         except Exception as exc:
             exit_summary.say('could not write the snapshot to %s: %s'
                              % (path, getattr(exc, 'strerror', None) or exc))
+        finally:
+            _native._end_exit_write()
 
     def _at_exit(self):
         self.finish('at exit')
         if self._exit_signal is not None and os.getpid() == self._pid:
             _die_from(self._exit_signal)
 
-    def _catch(self, signum):
+    def _watch_signals(self, template):
+        """Write the snapshot natively if SIGTERM or SIGHUP ends the process."""
+        directory, outer_files = our_frames.native_plan(self.entry_file)
         try:
-            if signal.getsignal(signum) != signal.SIG_DFL:
-                return  # ignored (nohup) or handled by someone: leave it be
-            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
-        except (ValueError, OSError):
-            pass  # not the main thread, or not a signal we may catch
+            _native._watch_signals(output_path(template, os.getpid()),
+                                   self.label or exit_summary.command(), directory,
+                                   outer_files)
+            self._watching = True
+        except RuntimeError as exc:
+            exit_summary.say('no snapshot on SIGTERM or SIGHUP: %s' % exc)
 
-    def _on_signal(self, signum, frame):
-        self.finish('on %s' % signal.Signals(signum).name)
-        _die_from(signum)
+    def _child_watches(self):
+        return self._active and not self._finished and self.child_output is not None
+
+    def _after_fork_in_child(self):
+        # The child has no watcher: one with a file of its own starts its
+        # own (a signal that came first was held for it), any other gets
+        # SIG_DFL back (and a held signal, delivered).
+        self._watching = False
+        if self._child_watches():
+            self._watch_signals(self.child_output)
+        else:
+            _native._unwatch_signals()
+
+    def _after_fork_in_parent(self):
+        if self._watching:
+            _native._python_fork_ended()
 
     def _before_fork(self):
+        if self._watching:
+            _native._python_fork_begins(self._child_watches())
         # Children forked by multiprocessing leave through os._exit(), which
         # skips atexit; multiprocessing runs its finalizers just before.
         # Its after-fork hooks are the first code of ours to run there.
@@ -188,6 +219,7 @@ def write_snapshot(snapshot, path):
 
 
 def _die_from(signum):
+    """Die from signum once the exit snapshot is written (Ctrl-C in ``run``)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

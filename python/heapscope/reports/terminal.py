@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from .._frames import _format_size
+from .paths import display_path
 
 try:
     from .._source import source_line
@@ -105,17 +106,6 @@ def print_diffs(console, diffs, key_type, limit):
 def blocks(count, sign=False):
     """'1 block', '20000 blocks', '+3 blocks'."""
     return '%s block%s' % ('%+d' % count if sign else count, '' if abs(count) == 1 else 's')
-
-
-def display_path(filename):
-    """A filename as shown: relative when it is under the current directory."""
-    if not os.path.isabs(filename):
-        return filename
-    try:
-        relative = os.path.relpath(filename)
-    except ValueError:  # another drive (Windows)
-        return filename
-    return filename if relative.startswith(os.pardir) else relative
 
 
 class _Column:
