@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "core/snapshot/file_format.h"
 #include "core/snapshot/frozen_snapshot.h"
 #include "core/snapshot/own_frames.h"
+#include "allocator_hooks.h"
 #include "tracer.h"
 
 namespace heapscope::cpython {
@@ -104,7 +106,22 @@ void set_default(int signum) noexcept {
   sigaction(signum, &action, nullptr);
 }
 
-// Async-signal-safe only: getpid, write, sigaction, raise.
+// Under SIG_DFL the thread that takes the signal never runs another
+// instruction; here the watcher ends the process once the snapshot is
+// written, so the thread waits for that instead of running on (a program
+// that signals itself would otherwise print what it never printed
+// untraced). It does not wait where the watcher may need something it
+// holds: inside one of our hooks (the engine lock), or while the exit
+// snapshot is being written (the watcher waits for that write). Bounded,
+// in case the watcher is held up anyway (a lock this thread took outside a
+// hook): after kHandlerWait the thread goes on until the watcher is done.
+constexpr int kHandlerWaitMs = 10'000;
+void hold_until_the_watcher_ends_us() noexcept {
+  if (in_untraced_region() || g_exit_write.load(std::memory_order_acquire) == kExitWriting) return;
+  for (int waited = 0; waited < kHandlerWaitMs; waited += 100) poll(nullptr, 0, 100);
+}
+
+// Async-signal-safe only: getpid, write, poll, sigaction, raise.
 extern "C" void on_signal(int signum) {
   const int saved_errno = errno;
   const int fd = g_write_fd.load(std::memory_order_acquire);
@@ -113,6 +130,7 @@ extern "C" void on_signal(int signum) {
   if (fd >= 0 && pid == g_owner.load(std::memory_order_acquire)) {
     const unsigned char byte = static_cast<unsigned char>(signum);
     woke = write(fd, &byte, 1) == 1;
+    if (woke) hold_until_the_watcher_ends_us();
   } else if (pid == g_awaiting_watcher.load(std::memory_order_acquire) ||
              (g_child_will_watch.load(std::memory_order_acquire) &&
               getppid() == g_owner.load(std::memory_order_acquire))) {
