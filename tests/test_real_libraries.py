@@ -129,6 +129,8 @@ import collections, json
 import numpy as np
 
 VERSIONS = {"numpy": np.__version__}
+import gc
+gc.disable()  # collections at different moments move the ABC caches' blocks
 tracemalloc.start(25)
 
 ones = np.ones(300_000)                             # created (malloc or RawMalloc)
@@ -154,6 +156,8 @@ import numpy as np
 import pandas as pd
 
 VERSIONS = {"numpy": np.__version__, "pandas": pd.__version__}
+import gc
+gc.disable()  # collections at different moments move the ABC caches' blocks
 tracemalloc.start(25)
 
 keys = np.arange(60_000) % 6_000
