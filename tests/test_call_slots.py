@@ -324,38 +324,6 @@ def test_reused_objects_take_the_reusing_line(module):
     assert got == expected, f"{module}: resurrected object dated {got}, not {expected}"
 
 
-_ISSUE_PROGRAM = r"""
-import sys
-tm = __import__(sys.argv[1])
-tm.start()
-def validate(x):
-    scratch = {"x": x}      # temporary, freed on return
-    return bool(scratch)
-CACHE = []
-for i in range(20000):
-    validate(i)
-    CACHE.append({"id": i})  # the real leak
-stats = tm.take_snapshot().statistics("lineno")[:2]
-print(json.dumps([[s.traceback[0].lineno, s.size, s.count] for s in stats]))
-"""
-
-
-def test_free_list_program_matches_the_standard_module():
-    def top_two(module):
-        child = subprocess.run(
-            [sys.executable, "-c", "import json\n" + _ISSUE_PROGRAM, module],
-            capture_output=True, text=True, timeout=120,
-        )
-        assert child.returncode == 0, child.stderr
-        return json.loads(child.stdout)
-
-    ours, theirs = top_two("heapscope"), top_two("tracemalloc")
-    assert [line for line, _, _ in ours] == [line for line, _, _ in theirs]
-    for (_, size, count), (_, their_size, their_count) in zip(ours, theirs):
-        assert abs(size - their_size) <= 0.05 * their_size
-        assert abs(count - their_count) <= 0.05 * their_count
-
-
 def test_slots_put_back_at_stop_and_kept_in_a_fork_child(fixture_libs):
     out = _run(
         """
