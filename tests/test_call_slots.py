@@ -8,7 +8,9 @@
 - Objects reused from CPython's free lists (and resurrected ones) are
   re-dated to the line that reuses them, as the standard module does, on
   every version (3.9-3.12 through the _Py_NewReference wrapper, 3.13 through
-  PyRefTracer).
+  PyRefTracer, whose single slot CPython's tracemalloc.start() would take:
+  PyRefTracer_SetTracer/GetTracer are diverted so that both keep re-dating
+  in every start/stop order).
 - The slots are put back at stop(), kept consistent in a fork child, and
   survive threads that call Track and allocate while start()/stop() run.
 
@@ -448,10 +450,27 @@ def test_threads_track_and_allocate_while_start_and_stop_run(fixture_libs):
 
 
 _REUSE_BOTH = r"""
-import gc, json, sys
+import ctypes, gc, json, sys, warnings
 import heapscope, tracemalloc
-first, second = (heapscope, tracemalloc) if sys.argv[1] == "heapscope_first" else (tracemalloc, heapscope)
-first.start(); second.start()
+order, stops_first = sys.argv[1], sys.argv[2]
+first, second = (heapscope, tracemalloc) if order == "heapscope_first" else (tracemalloc, heapscope)
+stopper, remaining = (first, second) if stops_first == "first" else (second, first)
+def slot():
+    # The slot as CPython's own functions see it (ctypes reaches the real
+    # PyRefTracer_GetTracer, not heapscope's replacement).
+    if sys.version_info < (3, 13):
+        return None
+    get = ctypes.pythonapi.PyRefTracer_GetTracer
+    get.restype = ctypes.c_void_p
+    get.argtypes = [ctypes.c_void_p]
+    return get(None)
+first.start()
+ours = slot() if first is heapscope else None
+second.start()
+ours = ours or slot()
+def holder():
+    now = slot()
+    return "none" if now is None else "heapscope" if now == ours else "other"
 gc.collect()   # empties the free lists of blocks neither traced
 def line():
     return sys._getframe(1).f_lineno
@@ -461,38 +480,84 @@ def where(module, obj):
 out = {}
 x = 1.25; y = x * 3.5; del y
 z = x * 9.5; out["both"] = [where(heapscope, z), where(tracemalloc, z), line()]
-first.stop()
+stopper.stop()
+# Whichever stopped, the one left still has its tracer in the slot (before
+# any heapscope call could have put one back).
+out["holder_after_one"] = holder()
 # CPython's stop() puts back the allocator it found, taking heapscope's
 # hooks out when heapscope started after it; is_tracing() puts them back
 # (and warns). Then empty the free lists of blocks allocated in between.
-import warnings
 warnings.simplefilter("ignore")
 heapscope.is_tracing()
 gc.collect()
 y = x * 4.5; del y
-w = x * 8.5; out["second_alone"] = [where(second, w), line()]
-second.stop()
+w = x * 8.5; out["remaining_alone"] = [where(remaining, w), line()]
+remaining.stop()
+out["holder_after_both"] = holder()
 print(json.dumps(out))
 """
 
 
-_TAKES_REFTRACER = pytest.mark.xfail(
-    sys.version_info >= (3, 13), strict=True,
-    reason="3.13: CPython's module, started after heapscope, replaces heapscope's "
-           "PyRefTracer instead of chaining it (issue 23, being fixed in "
-           "reference_tracer.cc on another branch); remove this mark with that fix")
-
-
-@pytest.mark.parametrize("order", [pytest.param("heapscope_first", marks=_TAKES_REFTRACER),
-                                   "tracemalloc_first"])
-def test_both_tracers_redate_reused_objects(order):
-    child = subprocess.run([sys.executable, "-c", _REUSE_BOTH, order],
+@pytest.mark.parametrize("stops_first", ["first", "second"])
+@pytest.mark.parametrize("order", ["heapscope_first", "tracemalloc_first"])
+def test_both_tracers_redate_reused_objects(order, stops_first):
+    # On 3.13 the two share CPython's single PyRefTracer slot, which
+    # tracemalloc.start() overwrites and tracemalloc.stop() clears: each
+    # order of start and stop must leave re-dating to both while both
+    # trace, and to the one left after the other stops.
+    child = subprocess.run([sys.executable, "-c", _REUSE_BOTH, order, stops_first],
                            capture_output=True, text=True, timeout=120)
     assert child.returncode == 0, child.stderr
     out = json.loads(child.stdout)
     heapscope_line, tracemalloc_line, expected = out["both"]
-    assert heapscope_line == expected and tracemalloc_line == expected
-    got, expected = out["second_alone"]
+    assert heapscope_line == expected, "heapscope did not re-date while both traced"
+    assert tracemalloc_line == expected, "tracemalloc did not re-date while both traced"
+    got, expected = out["remaining_alone"]
+    assert got == expected, "the tracer left did not re-date after the other stopped"
+    if sys.version_info >= (3, 13):
+        assert out["holder_after_one"] == (
+            "heapscope" if (order == "heapscope_first") == (stops_first == "second") else "other")
+        # CPython's tracer, or none (3.13.0's stop() leaves its own tracer
+        # set; later 3.13 releases clear the slot), never heapscope's.
+        assert out["holder_after_both"] in ("none", "other")
+
+
+_TRACER_TAKEN = r"""
+import ctypes, gc, json, sys, warnings
+import heapscope
+heapscope.start()
+gc.collect()
+def line():
+    return sys._getframe(1).f_lineno
+def where(obj):
+    tb = heapscope.get_object_traceback(obj)
+    return None if tb is None else tb[0].lineno
+# A caller heapscope does not divert (ctypes reaches the real function)
+# clears the slot, as a statically linked libpython's tracemalloc.stop()
+# would.
+ctypes.pythonapi.PyRefTracer_SetTracer.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+ctypes.pythonapi.PyRefTracer_SetTracer(None, None)
+out = {}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    out["tracing"] = heapscope.is_tracing()
+out["warnings"] = [str(w.message) for w in caught]
+x = 1.25; y = x * 3.5; del y
+z = x * 9.5; out["redated"] = [where(z), line()]
+heapscope.stop()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="PyRefTracer exists from 3.13 on")
+def test_reference_tracer_taken_behind_our_back_is_put_back_with_a_warning():
+    child = subprocess.run([sys.executable, "-c", _TRACER_TAKEN],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr
+    out = json.loads(child.stdout)
+    assert out["tracing"] is True
+    assert len(out["warnings"]) == 1 and "reference tracer" in out["warnings"][0]
+    got, expected = out["redated"]
     assert got == expected
 
 
