@@ -561,6 +561,114 @@ def test_reference_tracer_taken_behind_our_back_is_put_back_with_a_warning():
     assert got == expected
 
 
+# Another tool's reference tracer that chains properly: it reads the tracer
+# set, sets its own, which calls the one it read, and puts that one back
+# when it stops. `through_slots` calls the functions as any extension does
+# (its relocation slots, which heapscope diverts while it traces); the
+# other way looks them up with dlsym, as ctypes.pythonapi or a statically
+# linked libpython would reach them, past heapscope's replacements.
+_CHAINING_C = r"""
+#include <dlfcn.h>
+#include <stddef.h>
+
+typedef int (*tracer_fn)(void* obj, int event, void* data);
+tracer_fn PyRefTracer_GetTracer(void** data);
+int PyRefTracer_SetTracer(tracer_fn tracer, void* data);
+
+static tracer_fn below;
+static void* below_data;
+static long calls;
+
+static int chaining(void* obj, int event, void* data) {
+  (void)data;
+  ++calls;
+  return below != NULL ? below(obj, event, below_data) : 0;
+}
+
+int chaining_start(int through_slots) {
+  tracer_fn (*get)(void**) = PyRefTracer_GetTracer;
+  int (*set)(tracer_fn, void*) = PyRefTracer_SetTracer;
+  if (!through_slots) {
+    get = (tracer_fn (*)(void**))dlsym(RTLD_DEFAULT, "PyRefTracer_GetTracer");
+    set = (int (*)(tracer_fn, void*))dlsym(RTLD_DEFAULT, "PyRefTracer_SetTracer");
+  }
+  below = get(&below_data);
+  return set(chaining, NULL);
+}
+
+int chaining_stop(void) { return PyRefTracer_SetTracer(below, below_data); }
+int chaining_is_set(void) { return PyRefTracer_GetTracer(NULL) == chaining; }
+long chaining_calls(void) { return calls; }
+"""
+
+
+@pytest.fixture(scope="session")
+def chaining_lib(tmp_path_factory):
+    if sys.version_info < (3, 13):
+        pytest.skip("PyRefTracer exists from 3.13 on")
+    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler (cc, gcc) to build the chaining tracer")
+    directory = tmp_path_factory.mktemp("chaining")
+    source = directory / "chaining.c"
+    source.write_text(_CHAINING_C)
+    path = directory / "libchaining.so"
+    subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(path), str(source), "-ldl"],
+                   check=True)
+    return str(path)
+
+
+_CHAINING = r"""
+import ctypes, gc, json, sys, warnings
+import heapscope
+through_slots = sys.argv[2] == "through_slots"
+heapscope.start()
+lib = ctypes.PyDLL(sys.argv[1])   # loaded while tracing: its slots diverted
+gc.collect()
+def line():
+    return sys._getframe(1).f_lineno
+def where(obj):
+    tb = heapscope.get_object_traceback(obj)
+    return None if tb is None else tb[0].lineno
+out = {"started": lib.chaining_start(int(through_slots))}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    heapscope.is_tracing()
+out["warnings"] = len(caught)
+before = lib.chaining_calls()
+x = 1.25; y = x * 3.5; del y
+z = x * 9.5; out["redated"] = [where(z), line()]
+out["its_calls"] = lib.chaining_calls() - before
+if through_slots:
+    out["stopped"] = lib.chaining_stop()
+    y = x * 4.5; del y
+    w = x * 8.5; out["redated_after_its_stop"] = [where(w), line()]
+heapscope.stop()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("way", ["through_slots", "past_slots"])
+def test_another_chaining_tracer_and_heapscope_both_see_events(chaining_lib, way):
+    # Through the slots: it chains behind heapscope's tracer without a
+    # repair. Past them: it takes the slot, chaining heapscope's tracer;
+    # is_tracing() puts heapscope's back over it (with a warning), and the
+    # loop that makes (each calling the other) must not recurse forever.
+    child = subprocess.run([sys.executable, "-c", _CHAINING, chaining_lib, way],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr
+    out = json.loads(child.stdout)
+    assert out["started"] == 0
+    assert out["warnings"] == (0 if way == "through_slots" else 1)
+    got, expected = out["redated"]
+    assert got == expected
+    assert out["its_calls"] > 0
+    if way == "through_slots":
+        assert out["stopped"] == 0
+        got, expected = out["redated_after_its_stop"]
+        assert got == expected
+
+
 def test_many_tracked_blocks_in_several_domains(fixture_libs):
     # Enough blocks to grow the table of other domains several times, and
     # removals in an order that shifts runs back: every survivor must stay

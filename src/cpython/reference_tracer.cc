@@ -17,9 +17,22 @@ namespace {
 PyRefTracer chained_tracer = nullptr;
 void* chained_data = nullptr;
 
+// The object whose event ours is passing to the chained tracer. A tracer
+// that read ours as the one below it through a call heapscope did not
+// divert, and that ours then chains (repair_reference_tracer()), calls ours
+// back for the same event: that call is not passed on again, which would
+// never end.
+PyObject* forwarding = nullptr;
+
 int on_reference_event(PyObject* obj, PyRefTracerEvent event, void* /*data*/) {
+  if (obj == forwarding) return 0;
   if (event == PyRefTracer_CREATE) retrace_if_reused(obj);
-  return chained_tracer ? chained_tracer(obj, event, chained_data) : 0;
+  if (chained_tracer == nullptr) return 0;
+  PyObject* const outer = forwarding;
+  forwarding = obj;
+  const int result = chained_tracer(obj, event, chained_data);
+  forwarding = outer;
+  return result;
 }
 
 bool ours_is_set() {
