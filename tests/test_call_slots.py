@@ -8,7 +8,9 @@
 - Objects reused from CPython's free lists (and resurrected ones) are
   re-dated to the line that reuses them, as the standard module does, on
   every version (3.9-3.12 through the _Py_NewReference wrapper, 3.13 through
-  PyRefTracer).
+  PyRefTracer, whose single slot CPython's tracemalloc.start() would take:
+  PyRefTracer_SetTracer/GetTracer are diverted so that both keep re-dating
+  in every start/stop order).
 - The slots are put back at stop(), kept consistent in a fork child, and
   survive threads that call Track and allocate while start()/stop() run.
 
@@ -416,10 +418,27 @@ def test_threads_track_and_allocate_while_start_and_stop_run(fixture_libs):
 
 
 _REUSE_BOTH = r"""
-import gc, json, sys
+import ctypes, gc, json, sys, warnings
 import heapscope, tracemalloc
-first, second = (heapscope, tracemalloc) if sys.argv[1] == "heapscope_first" else (tracemalloc, heapscope)
-first.start(); second.start()
+order, stops_first = sys.argv[1], sys.argv[2]
+first, second = (heapscope, tracemalloc) if order == "heapscope_first" else (tracemalloc, heapscope)
+stopper, remaining = (first, second) if stops_first == "first" else (second, first)
+def slot():
+    # The slot as CPython's own functions see it (ctypes reaches the real
+    # PyRefTracer_GetTracer, not heapscope's replacement).
+    if sys.version_info < (3, 13):
+        return None
+    get = ctypes.pythonapi.PyRefTracer_GetTracer
+    get.restype = ctypes.c_void_p
+    get.argtypes = [ctypes.c_void_p]
+    return get(None)
+first.start()
+ours = slot() if first is heapscope else None
+second.start()
+ours = ours or slot()
+def holder():
+    now = slot()
+    return "none" if now is None else "heapscope" if now == ours else "other"
 gc.collect()   # empties the free lists of blocks neither traced
 def line():
     return sys._getframe(1).f_lineno
@@ -429,39 +448,193 @@ def where(module, obj):
 out = {}
 x = 1.25; y = x * 3.5; del y
 z = x * 9.5; out["both"] = [where(heapscope, z), where(tracemalloc, z), line()]
-first.stop()
+stopper.stop()
+# Whichever stopped, the one left still has its tracer in the slot (before
+# any heapscope call could have put one back).
+out["holder_after_one"] = holder()
 # CPython's stop() puts back the allocator it found, taking heapscope's
 # hooks out when heapscope started after it; is_tracing() puts them back
 # (and warns). Then empty the free lists of blocks allocated in between.
-import warnings
 warnings.simplefilter("ignore")
 heapscope.is_tracing()
 gc.collect()
 y = x * 4.5; del y
-w = x * 8.5; out["second_alone"] = [where(second, w), line()]
-second.stop()
+w = x * 8.5; out["remaining_alone"] = [where(remaining, w), line()]
+remaining.stop()
+out["holder_after_both"] = holder()
 print(json.dumps(out))
 """
 
 
-_TAKES_REFTRACER = pytest.mark.xfail(
-    sys.version_info >= (3, 13), strict=True,
-    reason="3.13: CPython's module, started after heapscope, replaces heapscope's "
-           "PyRefTracer instead of chaining it (issue 23, being fixed in "
-           "reference_tracer.cc on another branch); remove this mark with that fix")
-
-
-@pytest.mark.parametrize("order", [pytest.param("heapscope_first", marks=_TAKES_REFTRACER),
-                                   "tracemalloc_first"])
-def test_both_tracers_redate_reused_objects(order):
-    child = subprocess.run([sys.executable, "-c", _REUSE_BOTH, order],
+@pytest.mark.parametrize("stops_first", ["first", "second"])
+@pytest.mark.parametrize("order", ["heapscope_first", "tracemalloc_first"])
+def test_both_tracers_redate_reused_objects(order, stops_first):
+    # On 3.13 the two share CPython's single PyRefTracer slot, which
+    # tracemalloc.start() overwrites and tracemalloc.stop() clears: each
+    # order of start and stop must leave re-dating to both while both
+    # trace, and to the one left after the other stops.
+    child = subprocess.run([sys.executable, "-c", _REUSE_BOTH, order, stops_first],
                            capture_output=True, text=True, timeout=120)
     assert child.returncode == 0, child.stderr
     out = json.loads(child.stdout)
     heapscope_line, tracemalloc_line, expected = out["both"]
-    assert heapscope_line == expected and tracemalloc_line == expected
-    got, expected = out["second_alone"]
+    assert heapscope_line == expected, "heapscope did not re-date while both traced"
+    assert tracemalloc_line == expected, "tracemalloc did not re-date while both traced"
+    got, expected = out["remaining_alone"]
+    assert got == expected, "the tracer left did not re-date after the other stopped"
+    if sys.version_info >= (3, 13):
+        assert out["holder_after_one"] == (
+            "heapscope" if (order == "heapscope_first") == (stops_first == "second") else "other")
+        # CPython's tracer, or none (3.13.0's stop() leaves its own tracer
+        # set; later 3.13 releases clear the slot), never heapscope's.
+        assert out["holder_after_both"] in ("none", "other")
+
+
+_TRACER_TAKEN = r"""
+import ctypes, gc, json, sys, warnings
+import heapscope
+heapscope.start()
+gc.collect()
+def line():
+    return sys._getframe(1).f_lineno
+def where(obj):
+    tb = heapscope.get_object_traceback(obj)
+    return None if tb is None else tb[0].lineno
+# A caller heapscope does not divert (ctypes reaches the real function)
+# clears the slot, as a statically linked libpython's tracemalloc.stop()
+# would.
+ctypes.pythonapi.PyRefTracer_SetTracer.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+ctypes.pythonapi.PyRefTracer_SetTracer(None, None)
+out = {}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    out["tracing"] = heapscope.is_tracing()
+out["warnings"] = [str(w.message) for w in caught]
+x = 1.25; y = x * 3.5; del y
+z = x * 9.5; out["redated"] = [where(z), line()]
+heapscope.stop()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="PyRefTracer exists from 3.13 on")
+def test_reference_tracer_taken_behind_our_back_is_put_back_with_a_warning():
+    child = subprocess.run([sys.executable, "-c", _TRACER_TAKEN],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr
+    out = json.loads(child.stdout)
+    assert out["tracing"] is True
+    assert len(out["warnings"]) == 1 and "reference tracer" in out["warnings"][0]
+    got, expected = out["redated"]
     assert got == expected
+
+
+# Another tool's reference tracer that chains properly: it reads the tracer
+# set, sets its own, which calls the one it read, and puts that one back
+# when it stops. `through_slots` calls the functions as any extension does
+# (its relocation slots, which heapscope diverts while it traces); the
+# other way looks them up with dlsym, as ctypes.pythonapi or a statically
+# linked libpython would reach them, past heapscope's replacements.
+_CHAINING_C = r"""
+#include <dlfcn.h>
+#include <stddef.h>
+
+typedef int (*tracer_fn)(void* obj, int event, void* data);
+tracer_fn PyRefTracer_GetTracer(void** data);
+int PyRefTracer_SetTracer(tracer_fn tracer, void* data);
+
+static tracer_fn below;
+static void* below_data;
+static long calls;
+
+static int chaining(void* obj, int event, void* data) {
+  (void)data;
+  ++calls;
+  return below != NULL ? below(obj, event, below_data) : 0;
+}
+
+int chaining_start(int through_slots) {
+  tracer_fn (*get)(void**) = PyRefTracer_GetTracer;
+  int (*set)(tracer_fn, void*) = PyRefTracer_SetTracer;
+  if (!through_slots) {
+    get = (tracer_fn (*)(void**))dlsym(RTLD_DEFAULT, "PyRefTracer_GetTracer");
+    set = (int (*)(tracer_fn, void*))dlsym(RTLD_DEFAULT, "PyRefTracer_SetTracer");
+  }
+  below = get(&below_data);
+  return set(chaining, NULL);
+}
+
+int chaining_stop(void) { return PyRefTracer_SetTracer(below, below_data); }
+int chaining_is_set(void) { return PyRefTracer_GetTracer(NULL) == chaining; }
+long chaining_calls(void) { return calls; }
+"""
+
+
+@pytest.fixture(scope="session")
+def chaining_lib(tmp_path_factory):
+    if sys.version_info < (3, 13):
+        pytest.skip("PyRefTracer exists from 3.13 on")
+    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler (cc, gcc) to build the chaining tracer")
+    directory = tmp_path_factory.mktemp("chaining")
+    source = directory / "chaining.c"
+    source.write_text(_CHAINING_C)
+    path = directory / "libchaining.so"
+    subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(path), str(source), "-ldl"],
+                   check=True)
+    return str(path)
+
+
+_CHAINING = r"""
+import ctypes, gc, json, sys, warnings
+import heapscope
+through_slots = sys.argv[2] == "through_slots"
+heapscope.start()
+lib = ctypes.PyDLL(sys.argv[1])   # loaded while tracing: its slots diverted
+gc.collect()
+def line():
+    return sys._getframe(1).f_lineno
+def where(obj):
+    tb = heapscope.get_object_traceback(obj)
+    return None if tb is None else tb[0].lineno
+out = {"started": lib.chaining_start(int(through_slots))}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    heapscope.is_tracing()
+out["warnings"] = len(caught)
+before = lib.chaining_calls()
+x = 1.25; y = x * 3.5; del y
+z = x * 9.5; out["redated"] = [where(z), line()]
+out["its_calls"] = lib.chaining_calls() - before
+if through_slots:
+    out["stopped"] = lib.chaining_stop()
+    y = x * 4.5; del y
+    w = x * 8.5; out["redated_after_its_stop"] = [where(w), line()]
+heapscope.stop()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("way", ["through_slots", "past_slots"])
+def test_another_chaining_tracer_and_heapscope_both_see_events(chaining_lib, way):
+    # Through the slots: it chains behind heapscope's tracer without a
+    # repair. Past them: it takes the slot, chaining heapscope's tracer;
+    # is_tracing() puts heapscope's back over it (with a warning), and the
+    # loop that makes (each calling the other) must not recurse forever.
+    child = subprocess.run([sys.executable, "-c", _CHAINING, chaining_lib, way],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr
+    out = json.loads(child.stdout)
+    assert out["started"] == 0
+    assert out["warnings"] == (0 if way == "through_slots" else 1)
+    got, expected = out["redated"]
+    assert got == expected
+    assert out["its_calls"] > 0
+    if way == "through_slots":
+        assert out["stopped"] == 0
+        got, expected = out["redated_after_its_stop"]
+        assert got == expected
 
 
 def test_many_tracked_blocks_in_several_domains(fixture_libs):

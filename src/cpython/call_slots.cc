@@ -2,6 +2,7 @@
 
 #include "core/symbol_slots.h"
 #include "new_reference_hook.h"
+#include "reference_tracer.h"
 #include "tracking_api.h"
 
 namespace heapscope::cpython {
@@ -11,6 +12,7 @@ namespace slots = core::symbol_slots;
 bool install_call_slots() noexcept {
   slots::Hook hooks[slots::kMaxHooks];
   std::size_t count = new_reference_hooks(hooks);
+  count += reference_tracer_hooks(hooks + count);
   count += tracking_api_hooks(hooks + count);
   return slots::install(hooks, count) >= 0;
 }

@@ -1,6 +1,7 @@
 // The calls heapscope diverts through relocation slots while it traces
 // (core/symbol_slots.h): object creation before 3.13
-// (new_reference_hook.h) and the tracking C API (tracking_api.h). Listed,
+// (new_reference_hook.h), the reference tracer's slot on 3.13
+// (reference_tracer.h) and the tracking C API (tracking_api.h). Listed,
 // with why each is safe and how it is undone, in docs/architecture.md.
 #pragma once
 

@@ -113,8 +113,8 @@ NB_MODULE(_heapscope, m) {
     if (hs::repair_hooks() &&
         PyErr_WarnEx(PyExc_RuntimeWarning,
                      "another tracer (CPython's tracemalloc.stop()?) removed heapscope's "
-                     "allocator hooks; they are installed again, but blocks allocated in "
-                     "between were not traced",
+                     "allocator hooks or its reference tracer; they are installed again, but "
+                     "blocks allocated or objects reused in between were not traced",
                      1) < 0) {
       throw nb::python_error();
     }

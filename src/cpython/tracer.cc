@@ -174,6 +174,8 @@ bool is_tracing() noexcept { return tracer().engine.tracing(); }
 
 bool repair_hooks() {
   if (!is_tracing()) return false;
+  // 3.13: a tracer set by a call heapscope did not divert (reference_tracer.h).
+  const bool tracer_repaired = repair_reference_tracer();
   auto seen = [](void* block) {
     return block != nullptr && recently_recorded(reinterpret_cast<std::uintptr_t>(block));
   };
@@ -195,7 +197,7 @@ bool repair_hooks() {
   PyObject_Free(obj);
   disarm_probe();
   note_recorded_blocks(false);
-  if (raw_ok && mem_ok && obj_ok) return false;
+  if (raw_ok && mem_ok && obj_ok) return tracer_repaired;
   install_hooks();  // puts ours on top of whatever is there now
   // Code objects freed while our OBJ hook was out of the chain went unseen:
   // the frame cache may hold entries for addresses new code now occupies.

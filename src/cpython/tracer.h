@@ -76,8 +76,10 @@ bool is_tracing() noexcept;
 // Another tracer installed under ours can take our hooks out of the chain
 // when it stops (CPython's tracemalloc.stop() restores the allocator it
 // saved, which is not ours). Probes each domain with a one-byte allocation
-// our hooks must see; where they did not, installs them again. Returns
-// whether any domain had lost them. Needs the GIL; only while tracing.
+// our hooks must see; where they did not, installs them again. On 3.13 also
+// puts our reference tracer back if a call heapscope did not divert took
+// its slot (reference_tracer.h). Returns whether anything had been lost.
+// Needs the GIL; only while tracing.
 bool repair_hooks();
 
 // A new sampler generation (sampled mode only), under the GIL or in the
