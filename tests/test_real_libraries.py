@@ -51,12 +51,23 @@ MIN_LINE_SIZE = 1024
 # (<frozen abc>:123) gain or lose one block with collection timing, under
 # either module alike.
 BLOCK_SLACK = 1
+# Domain 0 as a whole also holds the interpreter's own caches touched by the
+# scenario (type and ABC caches, interned strings), which vary by a few
+# blocks from run to run under either module (the standard module against
+# itself: up to 8 blocks, about 0.4 KiB, on pandas): that total may differ
+# by this much more. The tracking API's domains and each line of 1 KiB or
+# more are held to TOLERANCE and BLOCK_SLACK.
+DOMAIN0_SLACK = (2048, 16)  # bytes, blocks
 
 
 def _same(want, have):
     size_ok = within(want[0], have[0], TOLERANCE)
     count_ok = within(want[1], have[1], TOLERANCE) or abs(want[1] - have[1]) <= BLOCK_SLACK
     return size_ok and count_ok
+
+
+def _close(want, have, slack):
+    return abs(want[0] - have[0]) <= slack[0] and abs(want[1] - have[1]) <= slack[1]
 
 
 def _pip(*args: str) -> subprocess.CompletedProcess:
@@ -188,7 +199,7 @@ def _assert_same_report(results, must_have_domains):
         for domain in sorted(set(expected[key]) | set(got[key]), key=int):
             want = expected[key].get(domain, [0, 0])
             have = got[key].get(domain, [0, 0])
-            if not _same(want, have):
+            if not _same(want, have) and not (domain == "0" and _close(want, have, DOMAIN0_SLACK)):
                 scope = "the scenario's blocks" if key == "domains" else "all blocks"
                 problems.append(
                     f"domain {domain} ({scope}): heapscope {have[0]} B in {have[1]} blocks, "

@@ -134,11 +134,16 @@ def take_snapshot():
     # During interpreter shutdown (a __del__ taking a snapshot) sys.modules
     # may no longer name the module: the module object itself is used.
     module = sys.modules.get(__name__) or _THIS_MODULE
-    if not module.is_tracing():
+    # Unpatched, the C functions are called directly: a Python function
+    # called before the traces are frozen would leave its frame among them
+    # (3.9 and 3.10 allocate frames as heap blocks and keep one per code
+    # object), where the standard module, whose functions are C, leaves none.
+    unpatched = module.is_tracing is is_tracing and module._get_traces is _get_traces
+    if not (_heapscope.is_tracing() if unpatched else module.is_tracing()):
         raise RuntimeError(
             "the tracemalloc module must be tracing memory allocations to take a snapshot"
         )
-    traces = module._get_traces()
+    traces = _RawTraces(_heapscope._frozen_traces()) if unpatched else module._get_traces()
     traceback_limit = module.get_traceback_limit()
     return Snapshot(traces, traceback_limit)
 
