@@ -138,7 +138,7 @@ def take_snapshot():
     # called before the traces are frozen would leave its frame among them
     # (3.9 and 3.10 allocate frames as heap blocks and keep one per code
     # object), where the standard module, whose functions are C, leaves none.
-    unpatched = module.is_tracing is is_tracing and module._get_traces is _get_traces
+    unpatched = module.is_tracing is _UNPATCHED[0] and module._get_traces is _UNPATCHED[1]
     if not (_heapscope.is_tracing() if unpatched else module.is_tracing()):
         raise RuntimeError(
             "the tracemalloc module must be tracing memory allocations to take a snapshot"
@@ -146,6 +146,9 @@ def take_snapshot():
     traces = _RawTraces(_heapscope._frozen_traces()) if unpatched else module._get_traces()
     traceback_limit = module.get_traceback_limit()
     return Snapshot(traces, traceback_limit)
+
+
+_UNPATCHED = (is_tracing, _get_traces)  # as defined here, whatever replaces them later
 
 
 def install():

@@ -136,7 +136,8 @@ TEST(SequenceInterner, ClearResetsIdsAndReleasesMemory) {
 TEST(SequenceInterner, ACopyIsIndependentOfTheOriginal) {
   SequenceInterner original;
   const std::uint32_t a = intern(original, {1, 2});
-  SequenceInterner copy = original;
+  SequenceInterner copy;
+  ASSERT_TRUE(copy.assign(original));
   EXPECT_EQ(intern(original, {3}), 1u);
   EXPECT_EQ(copy.size(), 1u);
   EXPECT_EQ(intern(copy, {1, 2}), a);
