@@ -143,6 +143,14 @@ def _run(code, libs, timeout=120):
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
+def _run_script(script, *args):
+    """Runs a whole script (no prelude) with `args`; its JSON line on stdout."""
+    child = subprocess.run([sys.executable, "-c", script, *args],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr
+    return json.loads(child.stdout)
+
+
 @pytest.mark.parametrize("variant", sorted(_VARIANTS))
 def test_track_and_untrack_reach_heapscope(fixture_libs, variant):
     out = _run(
@@ -310,12 +318,7 @@ print(json.dumps(results))
 
 @pytest.mark.parametrize("module", ["heapscope", "tracemalloc"])
 def test_reused_objects_take_the_reusing_line(module):
-    child = subprocess.run(
-        [sys.executable, "-c", "import json\n" + _REUSE, module],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert child.returncode == 0, child.stderr
-    results = json.loads(child.stdout)
+    results = _run_script("import json\n" + _REUSE, module)
     for kind in ("float", "tuple", "list", "dict"):
         got, expected = results[kind]
         assert got == expected, f"{module}: {kind} reused from a free list dated {got}, not {expected}"
@@ -473,10 +476,7 @@ def test_both_tracers_redate_reused_objects(order, stops_first):
     # tracemalloc.start() overwrites and tracemalloc.stop() clears: each
     # order of start and stop must leave re-dating to both while both
     # trace, and to the one left after the other stops.
-    child = subprocess.run([sys.executable, "-c", _REUSE_BOTH, order, stops_first],
-                           capture_output=True, text=True, timeout=120)
-    assert child.returncode == 0, child.stderr
-    out = json.loads(child.stdout)
+    out = _run_script(_REUSE_BOTH, order, stops_first)
     heapscope_line, tracemalloc_line, expected = out["both"]
     assert heapscope_line == expected, "heapscope did not re-date while both traced"
     assert tracemalloc_line == expected, "tracemalloc did not re-date while both traced"
@@ -519,10 +519,7 @@ print(json.dumps(out))
 
 @pytest.mark.skipif(sys.version_info < (3, 13), reason="PyRefTracer exists from 3.13 on")
 def test_reference_tracer_taken_behind_our_back_is_put_back_with_a_warning():
-    child = subprocess.run([sys.executable, "-c", _TRACER_TAKEN],
-                           capture_output=True, text=True, timeout=120)
-    assert child.returncode == 0, child.stderr
-    out = json.loads(child.stdout)
+    out = _run_script(_TRACER_TAKEN)
     assert out["tracing"] is True
     assert len(out["warnings"]) == 1 and "reference tracer" in out["warnings"][0]
     got, expected = out["redated"]
@@ -622,10 +619,7 @@ def test_another_chaining_tracer_and_heapscope_both_see_events(chaining_lib, way
     # repair. Past them: it takes the slot, chaining heapscope's tracer;
     # is_tracing() puts heapscope's back over it (with a warning), and the
     # loop that makes (each calling the other) must not recurse forever.
-    child = subprocess.run([sys.executable, "-c", _CHAINING, chaining_lib, way],
-                           capture_output=True, text=True, timeout=120)
-    assert child.returncode == 0, child.stderr
-    out = json.loads(child.stdout)
+    out = _run_script(_CHAINING, chaining_lib, way)
     assert out["started"] == 0
     assert out["warnings"] == (0 if way == "through_slots" else 1)
     got, expected = out["redated"]
