@@ -34,6 +34,7 @@ reached).
 
 from __future__ import annotations
 
+import abc
 import subprocess
 import sys
 
@@ -47,10 +48,19 @@ CHECKING_NUMPY = "2.1.3"  # the first numpy release that checks Track's return v
 TOLERANCE = 0.01
 # statistics("lineno") entries smaller than this in both runs are not compared.
 MIN_LINE_SIZE = 1024
-# Blocks a line may differ by beyond TOLERANCE: the ABC caches' weak sets
-# (<frozen abc>:123) gain or lose one block with collection timing, under
-# either module alike.
+# Blocks a line may differ by beyond TOLERANCE (a count under 100 must
+# otherwise be exact).
 BLOCK_SLACK = 1
+# Lines not compared one by one: the ABC caches (abc.py:123 or <frozen
+# abc>:123, `_abc_subclasscheck`) hold sets of weak references whose block
+# count moves from run to run under either module alike, even with the
+# collector off and the hash seed fixed (pandas on 3.10: the standard module
+# against itself 127 and 128 blocks over 4 runs, heapscope 126 to 128). They
+# stay in domain 0's total, which DOMAIN0_SLACK bounds.
+def _is_abc_cache(filename: str) -> bool:
+    return filename in ("<frozen abc>", abc.__file__)
+
+
 # Domain 0 as a whole also holds the interpreter's own caches touched by the
 # scenario (type and ABC caches, interned strings), which vary by a few
 # blocks from run to run under either module (the standard module against
@@ -213,7 +223,7 @@ def _assert_same_report(results, must_have_domains):
     for line in sorted(set(want_lines) | set(have_lines)):
         want = want_lines.get(line, (0, 0))
         have = have_lines.get(line, (0, 0))
-        if max(want[0], have[0]) < MIN_LINE_SIZE:
+        if max(want[0], have[0]) < MIN_LINE_SIZE or _is_abc_cache(line[0]):
             continue
         if not _same(want, have):
             problems.append(
