@@ -145,27 +145,16 @@ struct LastCapture {
   }
   // The traceback of a capture that is the last one but for its top frame
   // and total (same_below_top), or CaptureCache::kAbsent. A sibling found
-  // becomes the last capture: the next allocation likely comes from its
-  // line again.
-  std::uint32_t find_top(const Capture& captured) noexcept {
+  // stays where it is: moving it to the top cost more than it saved when
+  // lines alternate (bm_nbody's arithmetic, each result a reused float).
+  std::uint32_t find_top(const Capture& captured) const noexcept {
     if (total == captured.total && same_raw_frames(frames.data(), captured.frames, 1)) {
       return traceback;
     }
-    const unsigned found_set = set_of(captured.frames[0], captured.total);
-    std::array<Sibling, 2>& set = siblings[found_set];
-    unsigned way = 0;
-    if (!is(set[0], captured.frames, captured.total)) {
-      if (!is(set[1], captured.frames, captured.total)) return CaptureCache::kAbsent;
-      way = 1;
-    }
-    const Sibling found = set[way];
-    set[way].generation = 0;  // it becomes the top
-    keep_top();
-    frames[0] = found.top;
-    total = found.total;
-    traceback = found.traceback;
-    top_set = found_set;
-    return traceback;
+    const std::array<Sibling, 2>& set = siblings[set_of(captured.frames[0], captured.total)];
+    if (is(set[0], captured.frames, captured.total)) return set[0].traceback;
+    if (is(set[1], captured.frames, captured.total)) return set[1].traceback;
+    return CaptureCache::kAbsent;
   }
   // Remembers a capture and its traceback; `below_same` when only its top
   // frame and total differ from the last capture's (same_below_top).
