@@ -31,7 +31,9 @@ struct Scheduled {
   int caller_lasti = -1;            // its instruction then
   pid_t pid = 0;                    // the process that scheduled it
   int deferrals = 0;
-  bool queued = false;  // our pending call is in the interpreter's queue
+  // The process whose pending-call queue holds our call (a fork child
+  // inherits the flag, and may not inherit the queue).
+  pid_t queued_in = 0;
 };
 Scheduled g_scheduled;  // touched with the GIL held, in the main thread
 
@@ -82,9 +84,10 @@ void forget() {
 }
 
 int on_pending_call(void*) {
-  g_scheduled.queued = false;
+  const pid_t pid = getpid();
+  g_scheduled.queued_in = 0;
   if (g_scheduled.callback == nullptr) return 0;
-  if (g_scheduled.pid != getpid()) {
+  if (g_scheduled.pid != pid) {
     // A fork child inherited the queue: the parent's callback is not ours.
     forget();
     return 0;
@@ -92,7 +95,7 @@ int on_pending_call(void*) {
   if (g_scheduled.deferrals < kMaxDeferrals && !g_scheduled.due() && may_still_be_in_fork() &&
       Py_AddPendingCall(on_pending_call, nullptr) == 0) {
     ++g_scheduled.deferrals;
-    g_scheduled.queued = true;
+    g_scheduled.queued_in = pid;
     return 0;
   }
   void (*callback)() = g_scheduled.callback;
@@ -115,19 +118,28 @@ bool call_after_fork_returns(void (*callback)(), bool (*due)()) {
     if (hook != nullptr) caller = PyFrame_GetBack(hook);
   }
   if (caller == nullptr) return false;
-  if (!g_scheduled.queued) {
+  const pid_t pid = getpid();
+  if (g_scheduled.callback != nullptr && g_scheduled.pid == pid) {
+    // An os.fork() inside an after-fork hook of another: the outer one
+    // counts last, and its caller is the frame to wait for.
+    g_scheduled.callback = callback;
+    g_scheduled.due = due;
+    Py_DECREF(caller);
+    return true;
+  }
+  if (g_scheduled.queued_in != pid) {
     if (Py_AddPendingCall(on_pending_call, nullptr) != 0) {
       Py_DECREF(caller);
       return false;
     }
-    g_scheduled.queued = true;
+    g_scheduled.queued_in = pid;
   }
   PyFrameObject* previous = g_scheduled.caller;
   g_scheduled.callback = callback;
   g_scheduled.due = due;
   g_scheduled.caller = caller;
   g_scheduled.caller_lasti = PyFrame_GetLasti(caller);
-  g_scheduled.pid = getpid();
+  g_scheduled.pid = pid;
   g_scheduled.deferrals = 0;
   Py_XDECREF(previous);
   return true;

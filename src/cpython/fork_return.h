@@ -31,7 +31,8 @@ namespace heapscope::cpython {
 // (pending calls run in the main thread; and a process whose main thread is
 // not the one forking has two threads without us), no Python frame, or a
 // full pending-call queue. At most one call is scheduled at a time: a second
-// replaces the first's callback. The callback runs with the GIL, and must
+// (an os.fork() from an after-fork hook) replaces the first's callback and
+// keeps waiting for the first os.fork() to return. The callback runs with the GIL, and must
 // itself check whether it is still wanted.
 bool call_after_fork_returns(void (*callback)(), bool (*due)());
 

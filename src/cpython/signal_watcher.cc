@@ -142,11 +142,11 @@ extern "C" void on_signal(int signum) {
   if (fd >= 0 && pid == g_owner.load(std::memory_order_acquire)) {
     const unsigned char byte = static_cast<unsigned char>(signum);
     woke = write(fd, &byte, 1) == 1;
-    if (woke && !g_watcher_up.load()) {
-      g_signal_while_down.store(true);
-      // Started again meanwhile, maybe before the note: we wait, as usual.
+    if (woke) {
+      if (!g_watcher_up.load()) g_signal_while_down.store(true);
+      // Up, or started again since (maybe before it saw the note): wait.
+      if (g_watcher_up.load()) hold_until_the_watcher_ends_us();
     }
-    if (woke && g_watcher_up.load()) hold_until_the_watcher_ends_us();
   } else if (pid == g_awaiting_watcher.load(std::memory_order_acquire) ||
              (g_child_will_watch.load(std::memory_order_acquire) &&
               getppid() == g_owner.load(std::memory_order_acquire))) {

@@ -35,21 +35,31 @@ def fork_many(count):
     """Forks as programs do: os.fork() called from Python and from C code
     (itertools.starmap), with Python after-fork hooks that run after
     heapscope's in the parent (the logging module's, and one of the
-    program's that loops); counts Python 3.12+'s "multi-threaded, use of
+    program's that loops and, every tenth fork, forks again); counts Python 3.12+'s "multi-threaded, use of
     fork()" DeprecationWarnings. (Recorded, not turned into errors: os.fork()
     clears the error that -W error makes of it.)"""
     import itertools
     import logging  # noqa: F401 (its at-fork hooks)
     import warnings
 
+    fork_from_hook = []
+
     def after_in_parent():
         total = 0
         for number in range(100):
             total += number
+        if fork_from_hook:
+            fork_from_hook.pop()
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
 
     os.register_at_fork(after_in_parent=after_in_parent)
     warned = 0
     for i in range(count):
+        if i % 10 == 0:
+            fork_from_hook.append(True)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
             if i % 2:
