@@ -193,14 +193,8 @@ PROGRAM_NAMES = {
 @pytest.mark.parametrize('way', TRACED_WAYS)
 @pytest.mark.parametrize('program', sorted(PROGRAM_NAMES))
 def test_the_program_observes_what_it_observes_untraced(program, way, tmp_path,
-                                                        tmp_path_factory, request):
+                                                        tmp_path_factory):
     _skip_unless_possible(way)
-    if program == 'signals.py' and way == STARTUP and sys.version_info >= (3, 13):
-        # The one known difference (docs/architecture.md, the signal watcher).
-        request.applymarker(pytest.mark.xfail(
-            strict=False,
-            reason="3.13 can count heapscope's signal watcher thread in os.fork()'s "
-                   "multi-threaded DeprecationWarning"))
     reference = untraced(program, tmp_path_factory)
     assert reference.status == 0, reference.stderr
     assert reference.observations, 'the program reported nothing'

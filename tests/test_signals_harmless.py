@@ -78,16 +78,6 @@ def kept_line_in(path):
                and stat.size >= 300 * 1000 for stat in snapshot.statistics('lineno'))
 
 
-# Known difference: 3.13 sometimes still counts the watcher thread when
-# os.fork() checks for threads, and warns (DeprecationWarning, shown for a
-# fork in __main__) where it would not untraced; signal dispositions agree.
-FORK_WARNING_313 = pytest.mark.xfail(
-    sys.version_info >= (3, 13), strict=False,
-    reason="3.13 can count heapscope's signal watcher thread in os.fork()'s "
-           "multi-threaded DeprecationWarning (docs/architecture.md)")
-
-
-@FORK_WARNING_313
 @pytest.mark.parametrize('mode', ['default', 'own'])
 @pytest.mark.parametrize('output', ['probe.hsnap', 'probe.{pid}.hsnap'])
 def test_getsignal_in_the_program_and_its_children_is_as_untraced(tmp_path, mode, output):
@@ -182,18 +172,54 @@ def test_a_signal_ends_a_process_busy_in_c_promptly_with_its_snapshot(tmp_path, 
             assert 'runpy' not in frame.filename, trace.traceback
 
 
-@FORK_WARNING_313
 def test_a_fork_while_traced_warns_as_untraced(tmp_path):
     # Python 3.12+ warns when a multi-threaded process forks: the signal
-    # watcher thread must not count.
+    # watcher thread must not count. (Shown on stderr: os.fork() clears the
+    # error that -W error would make of it.)
     code = ('import os\npid = os.fork()\nif pid == 0:\n    os._exit(0)\n'
             'os.waitpid(pid, 0)\nprint("forked")\n')
-    args = ['-W', 'error::DeprecationWarning', '-c', code]
+    args = ['-W', 'always::DeprecationWarning', '-c', code]
     untraced = python(args, tmp_path, traced=False)
     traced = python(args, tmp_path, traced=True, output=tmp_path / 'fork.{pid}.hsnap')
     assert untraced.returncode == traced.returncode == 0, traced.stderr
     assert traced.stdout == untraced.stdout == 'forked\n'
     assert without_our_lines(traced.stderr) == untraced.stderr
+
+
+# Forks in one process: each must be without Python 3.12+'s warning.
+FORKS = 200
+
+
+def test_many_forks_never_warn_and_the_watcher_runs_after_them(tmp_path):
+    # The program counts the "multi-threaded, use of fork()" warnings it
+    # gets; after the forks, SIGTERM must still be handled by the watcher:
+    # the snapshot, then the death untraced gives.
+    args = [ENDINGS, 'forks-then-SIGTERM', str(FORKS)]
+    untraced = python(args, tmp_path, traced=False)
+    traced = python(args, tmp_path, traced=True, output=tmp_path / 'forks.hsnap')
+    assert untraced.returncode == -signal.SIGTERM, untraced.stderr
+    assert untraced.stdout == 'forked %d times, 0 warnings\n' % FORKS
+    assert traced.returncode == untraced.returncode, traced.stderr
+    assert traced.stdout == untraced.stdout, traced.stderr
+    assert without_our_lines(traced.stderr) == untraced.stderr
+    assert kept_line_in(tmp_path / 'forks.hsnap'), traced.stderr
+
+
+def test_a_signal_from_an_after_fork_hook_ends_the_parent_there(tmp_path):
+    # The parent's after-fork hooks run before heapscope's watcher is back
+    # (Python 3.13 starts it once os.fork() has returned): the signal waits
+    # in the pipe, and the watcher, once started, writes the snapshot and
+    # ends the process before the hook goes on, as SIG_DFL would have.
+    untraced = python([ENDINGS, 'SIGTERM-in-fork-hook'], tmp_path, traced=False)
+    traced = python([ENDINGS, 'SIGTERM-in-fork-hook'], tmp_path, traced=True,
+                    output=tmp_path / 'hook.hsnap')
+    assert untraced.returncode == -signal.SIGTERM, untraced.stderr
+    assert untraced.stdout == ''
+    assert traced.returncode == untraced.returncode, traced.stderr
+    assert traced.stdout == untraced.stdout
+    assert without_our_lines(traced.stderr) == untraced.stderr
+    assert 'on SIGTERM' in traced.stderr
+    assert kept_line_in(tmp_path / 'hook.hsnap'), traced.stderr
 
 
 @pytest.mark.parametrize('method', sorted(POOL_RUNS))

@@ -22,6 +22,7 @@
 #include "core/snapshot/frozen_snapshot.h"
 #include "core/snapshot/own_frames.h"
 #include "allocator_hooks.h"
+#include "fork_return.h"
 #include "tracer.h"
 
 namespace heapscope::cpython {
@@ -65,6 +66,15 @@ std::atomic<bool> g_child_will_watch{false};
 
 std::atomic<int> g_exit_write{kIdle};
 
+// Whether the watcher is reading the pipe. While it is not (ended across a
+// fork, until it starts again), a signal's byte waits in the pipe and the
+// handler only notes that one came: the thread that starts the watcher again
+// then waits for it to end the process, as the signalled thread would have.
+// (The handler cannot wait itself: the thread it interrupted may be the one
+// that is to start the watcher.)
+std::atomic<bool> g_watcher_up{false};
+std::atomic<bool> g_signal_while_down{false};
+
 // The rest is changed with the GIL held (watch/unwatch) or in the fork
 // handlers (the forking thread holds the GIL too, or is the only thread).
 int g_read_fd = -1;
@@ -79,10 +89,12 @@ bool g_fork_handlers_registered = false;
 bool g_python_fork = false;
 bool g_python_child_watches = false;
 pthread_t g_python_forking_thread;
-// Python 3.12+ counts threads after fork() returns, before its after-fork
-// hooks: the watcher ended for an os.fork() is started again by
-// python_fork_ended(), not by the fork handler.
-bool g_restart_deferred = false;
+// Python 3.12+ counts threads after fork() returns (3.12 before its
+// after-fork hooks, 3.13 after them): the watcher ended for an os.fork() is
+// started again from python_fork_ended(), not by the fork handler; on 3.13
+// once os.fork() has returned (fork_return.h). Atomic: unwatch_signals()
+// runs without the GIL.
+std::atomic<bool> g_restart_deferred{false};
 std::atomic<pid_t> g_watcher_tid{0};  // the watcher's kernel thread id
 
 std::mutex g_plan_mutex;  // guards g_plan: the watcher copies it when it wakes
@@ -130,7 +142,11 @@ extern "C" void on_signal(int signum) {
   if (fd >= 0 && pid == g_owner.load(std::memory_order_acquire)) {
     const unsigned char byte = static_cast<unsigned char>(signum);
     woke = write(fd, &byte, 1) == 1;
-    if (woke) hold_until_the_watcher_ends_us();
+    if (woke) {
+      if (!g_watcher_up.load()) g_signal_while_down.store(true);
+      // Up, or started again since (maybe before it saw the note): wait.
+      if (g_watcher_up.load()) hold_until_the_watcher_ends_us();
+    }
   } else if (pid == g_awaiting_watcher.load(std::memory_order_acquire) ||
              (g_child_will_watch.load(std::memory_order_acquire) &&
               getppid() == g_owner.load(std::memory_order_acquire))) {
@@ -279,11 +295,13 @@ bool start_thread() {
   const bool started = pthread_create(&g_thread, nullptr, watch, nullptr) == 0;
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   g_thread_running = started;
+  g_watcher_up.store(started);
   return started;
 }
 
 void stop_thread() {
   if (!g_thread_running) return;
+  g_watcher_up.store(false);
   const unsigned char stop = 0;
   const int fd = g_write_fd.load();
   while (write(fd, &stop, 1) < 0 && errno == EINTR) {
@@ -323,13 +341,39 @@ void before_fork() {
   g_plan_mutex.lock();
 }
 
-void restart_thread() {
-  if (!start_thread()) {
-    // Nobody would read the pipe: a watched signal would be swallowed.
-    restore_defaults();
-    close_pipe();
+// The first signal whose byte waits in the pipe, if any (0: none).
+int signal_in_pipe() {
+  pollfd readable{g_read_fd, POLLIN, 0};
+  unsigned char byte = 0;
+  while (g_read_fd >= 0 && poll(&readable, 1, 0) == 1 && read(g_read_fd, &byte, 1) == 1) {
+    if (byte != 0) return byte;
   }
+  return 0;
 }
+
+void restart_thread() {
+  if (start_thread()) {
+    // A signal came while no watcher ran: it is handled now, and this
+    // thread waits for the end, as the one it was sent to would have.
+    if (g_signal_while_down.exchange(false)) hold_until_the_watcher_ends_us();
+    return;
+  }
+  // Nobody would read the pipe: SIG_DFL again, and a signal that came
+  // meanwhile does what SIG_DFL does.
+  const int held = signal_in_pipe();
+  g_signal_while_down.store(false);
+  restore_defaults();
+  close_pipe();
+  if (held != 0) raise(held);
+}
+
+// The watcher ended for an os.fork() starts again, unless unwatch_signals()
+// or watch_signals() came first.
+void restart_after_python_fork() {
+  if (g_restart_deferred.exchange(false) && g_owner.load() == getpid()) restart_thread();
+}
+
+bool signal_came_while_down() { return g_signal_while_down.load(); }
 
 void after_fork_in_parent() {
   g_plan_mutex.unlock();
@@ -339,7 +383,7 @@ void after_fork_in_parent() {
   if (!g_restart_after_fork) return;
   g_restart_after_fork = false;
   if (python_fork) {
-    g_restart_deferred = true;
+    g_restart_deferred.store(true);
   } else {
     restart_thread();
   }
@@ -355,8 +399,10 @@ void after_fork_in_child() {
                      pthread_equal(g_python_forking_thread, pthread_self());
   g_python_fork = false;
   g_restart_after_fork = false;
-  g_restart_deferred = false;
+  g_restart_deferred.store(false);
   g_thread_running = false;
+  g_watcher_up.store(false);
+  g_signal_while_down.store(false);
   g_awaiting_watcher.store(awaits ? getpid() : 0);
   g_child_will_watch.store(false);
   close_pipe();
@@ -387,6 +433,7 @@ std::vector<std::string> watch_signals(SignalSnapshotPlan plan) {
     std::lock_guard lock(g_plan_mutex);
     g_plan = std::move(plan);
   }
+  restart_after_python_fork();  // if still ended for an os.fork()
   if (!(g_thread_running && g_owner.load() == getpid())) {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) {
@@ -426,12 +473,18 @@ std::vector<std::string> watch_signals(SignalSnapshotPlan plan) {
 }
 
 void unwatch_signals() noexcept {
+  g_restart_deferred.store(false);  // a scheduled restart does nothing
   restore_defaults();
   // A signal held for a watcher that will not come: what SIG_DFL does.
   if (const int held = take_held_signal(); held != 0) raise(held);
   if (g_owner.load() != getpid()) return;
   stop_thread();
+  // A signal that came while no watcher ran (or after it stopped): what
+  // SIG_DFL, now back, does.
+  const int waiting = signal_in_pipe();
+  g_signal_while_down.store(false);
   close_pipe();
+  if (waiting != 0) raise(waiting);
 }
 
 void python_fork_begins(bool child_watches) noexcept {
@@ -444,9 +497,9 @@ void python_fork_begins(bool child_watches) noexcept {
 }
 
 void python_fork_ended() noexcept {
-  if (!g_restart_deferred) return;
-  g_restart_deferred = false;
-  restart_thread();
+  if (!g_restart_deferred.load()) return;
+  if (call_after_fork_returns(restart_after_python_fork, signal_came_while_down)) return;
+  restart_after_python_fork();
 }
 
 bool begin_exit_write(double wait_seconds) noexcept {

@@ -17,15 +17,24 @@
 //    renames it, then restores SIG_DFL and re-raises the signal: the
 //    process dies of it, as it would have untraced.
 //
-// The watcher thread exists only between forks: a fork handler ends it
-// before fork() and starts it again in the parent after, so Python 3.12+'s
-// "multi-threaded, use of fork()" warning counts the threads it would count
-// untraced (os.fork() starts it again from its after-fork hook, after that
-// count; other forks from the fork handler). A child starts with no watcher and SIG_DFL back, except the
-// child of an os.fork() announced by python_fork_begins(): there our
-// handler stays and holds a signal until the child's Python fork hook calls
-// watch_signals (its own snapshot file: the held signal is then handled)
-// or unwatch_signals (SIG_DFL, and the held signal re-raised).
+// On Python 3.12+ the watcher thread exists only between forks: a fork
+// handler ends it before fork() and it starts again in the parent once
+// Python's "multi-threaded, use of fork()" warning has counted the threads,
+// so that the count is the one the program gets untraced. 3.12 counts
+// before os.fork()'s after-fork hooks: python_fork_ended(), called from the
+// session's hook, starts it. 3.13 counts after them: there, for a fork by
+// the main thread, python_fork_ended() leaves the start to a pending call
+// that runs once os.fork() has returned (fork_return.h). Any other fork
+// (C code, _posixsubprocess) starts it from the fork handler. While no
+// watcher runs, a signal's byte waits in the pipe; whoever starts the
+// watcher then waits for it to end the process (the pending call does not
+// wait for os.fork() to return once a signal came).
+//
+// A child starts with no watcher and SIG_DFL back, except the child of an
+// os.fork() announced by python_fork_begins(): there our handler stays and
+// holds a signal until the child's Python fork hook calls watch_signals
+// (its own snapshot file: the held signal is then handled) or
+// unwatch_signals (SIG_DFL, and the held signal re-raised).
 //
 // The exit writer (Python, at exit) and the watcher never both write:
 // begin_exit_write() / end_exit_write() bracket the exit write, and a
@@ -60,7 +69,9 @@ void unwatch_signals() noexcept;
 // Called by the Python fork hooks around os.fork(): before (child_watches:
 // the child's after-fork hook will call watch_signals or unwatch_signals,
 // whatever happens), and in the parent after, where a watcher ended for the
-// fork starts again (Python 3.12+ counts the threads in between).
+// fork starts again: at once on 3.12 (which counted the threads before the
+// hooks) or for a fork by another thread, else once os.fork() has returned.
+// Needs the GIL.
 void python_fork_begins(bool child_watches) noexcept;
 void python_fork_ended() noexcept;
 

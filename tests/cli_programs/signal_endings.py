@@ -31,6 +31,61 @@ def fork_and_terminate_child():
     print('child %d ended by signal %d' % (pid, os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0))
 
 
+def fork_many(count):
+    """Forks as programs do: os.fork() called from Python and from C code
+    (itertools.starmap), with Python after-fork hooks that run after
+    heapscope's in the parent (the logging module's, and one of the
+    program's that loops and, every tenth fork, forks again); counts Python 3.12+'s "multi-threaded, use of
+    fork()" DeprecationWarnings. (Recorded, not turned into errors: os.fork()
+    clears the error that -W error makes of it.)"""
+    import itertools
+    import logging  # noqa: F401 (its at-fork hooks)
+    import warnings
+
+    fork_from_hook = []
+
+    def after_in_parent():
+        total = 0
+        for number in range(100):
+            total += number
+        if fork_from_hook:
+            fork_from_hook.pop()
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+
+    os.register_at_fork(after_in_parent=after_in_parent)
+    warned = 0
+    for i in range(count):
+        if i % 10 == 0:
+            fork_from_hook.append(True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            if i % 2:
+                pid = os.fork()
+            else:
+                pid, = itertools.starmap(os.fork, [()])
+            if pid == 0:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        warned += sum(issubclass(w.category, DeprecationWarning) for w in caught)
+    print('forked %d times, %d warnings' % (count, warned), flush=True)
+
+
+def terminate_from_fork_hook():
+    """SIGTERM to itself from an after-fork hook of the parent: dies there."""
+    def after_in_parent():
+        os.kill(os.getpid(), signal.SIGTERM)
+        print('went on after SIGTERM', flush=True)
+
+    os.register_at_fork(after_in_parent=after_in_parent)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    print('went on after the fork', flush=True)
+
+
 mode = sys.argv[1]
 if mode == 'exit-0':
     pass
@@ -47,4 +102,10 @@ elif mode == 'busy':
     busy_in_c()
 elif mode == 'fork-sigterm':
     fork_and_terminate_child()
+elif mode == 'forks-then-SIGTERM':
+    fork_many(int(sys.argv[2]))
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)
+elif mode == 'SIGTERM-in-fork-hook':
+    terminate_from_fork_hook()
 print('done', flush=True)
