@@ -344,6 +344,31 @@ def test_python_allocations_not_counted_twice(fixture_libs):
     assert out["block_domains"] == [12345]
 
 
+def test_exit_while_tracing_native(fixture_libs):
+    # No stop(): the interpreter finalizes with the slots rewritten while a
+    # daemon thread (GIL released in each call) and a thread Python never
+    # saw keep allocating and freeing through them.
+    out = _run(
+        """
+        import sqlite3
+        lib = load("lazy")
+        heapscope.start(5, native=True)
+        connection = sqlite3.connect(":memory:")
+        connection.execute("create table t(x)")
+        def churn():
+            while True:
+                lib.fx_free(lib.fx_malloc(100))
+        threading.Thread(target=churn, daemon=True).start()
+        blocks = (P * 1000)()
+        lib.fx_malloc_in_native_thread(1000, 64, blocks)
+        kept = [lib.fx_malloc(5000) for _ in range(100)]
+        OUT["native"] = heapscope.is_tracing_native()
+        """,
+        fixture_libs,
+    )
+    assert out["native"] is True
+
+
 def test_sampled_mode_samples_native_blocks(fixture_libs):
     out = _run(
         """
@@ -489,3 +514,80 @@ def test_numpy_matmul(fixture_libs, numpy_installed):
     assert out["peak_above"] >= out["grew"]
     # Nothing native the product allocated is left once it is done.
     assert out["native_left"] == []
+
+
+_CLI_PROGRAM = r"""
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.fx_malloc.restype = ctypes.c_void_p
+lib.fx_malloc.argtypes = [ctypes.c_size_t]
+kept = [lib.fx_malloc(1_000_000) for _ in range(5)]  # NATIVE LINE
+"""
+
+
+def _program(tmp_path):
+    path = tmp_path / "native_program.py"
+    path.write_text(_CLI_PROGRAM)
+    line = next(number for number, text in enumerate(_CLI_PROGRAM.splitlines(), 1)
+                if "NATIVE LINE" in text)
+    return path, line
+
+
+def _native_sizes_at(snapshot_path, program, line):
+    import heapscope
+
+    snapshot = heapscope.Snapshot.load(str(snapshot_path))
+    return sorted(t.size for t in snapshot.traces
+                  if t.domain == heapscope.NATIVE_DOMAIN
+                  and t.traceback[0].filename == str(program) and t.traceback[0].lineno == line)
+
+
+def _environment(**variables):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEAPSCOPE_")}
+    env.update(variables)
+    return env
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cli_run_native(fixture_libs, tmp_path, native):
+    program, line = _program(tmp_path)
+    output = tmp_path / "run.hsnap"
+    command = [sys.executable, "-m", "heapscope", "run", "-o", str(output), "--top", "3"]
+    if native:
+        command.append("--native")
+    child = subprocess.run(command + [str(program), fixture_libs["lazy"]], capture_output=True,
+                           text=True, timeout=120, env=_environment())
+    assert child.returncode == 0, child.stderr
+    sizes = _native_sizes_at(output, program, line)
+    if native:
+        assert sizes == [1_000_000] * 5
+        # The exit summary's top line is the native one (4.8 MiB).
+        assert f"native_program.py:{line}" in child.stderr
+    else:
+        assert sizes == []
+
+
+def test_environment_variable(fixture_libs, tmp_path):
+    from heapscope.cli import environment
+
+    program, line = _program(tmp_path)
+    output = tmp_path / "env.hsnap"
+    base = dict(HEAPSCOPE_TRACE="1", HEAPSCOPE_OUTPUT=str(output), HEAPSCOPE_TOP="0")
+    env_native = _environment(**base, HEAPSCOPE_NATIVE="1")
+    child = subprocess.run([sys.executable, str(program), fixture_libs["lazy"]],
+                           capture_output=True, text=True, timeout=120, env=env_native)
+    assert child.returncode == 0, child.stderr
+    if not output.exists():
+        pytest.skip("heapscope.pth is not in site-packages (heapscope not installed with "
+                    "pip): HEAPSCOPE_TRACE cannot work here; stderr: " + child.stderr[-300:])
+    assert _native_sizes_at(output, program, line) == [1_000_000] * 5
+    # A bad value: one line on stderr, the program runs untraced.
+    output.unlink()
+    bad = subprocess.run([sys.executable, str(program), fixture_libs["lazy"]],
+                         capture_output=True, text=True, timeout=120,
+                         env=_environment(**base, HEAPSCOPE_NATIVE="yes"))
+    assert bad.returncode == 0
+    assert "HEAPSCOPE_NATIVE=yes" in bad.stderr and not output.exists()
+    # Children of `run --native --trace-children` inherit the variable.
+    assert environment.for_children(1, "x.{pid}", None, native=True)["HEAPSCOPE_NATIVE"] == "1"
+    assert "HEAPSCOPE_NATIVE" not in environment.for_children(1, "x.{pid}", None)
