@@ -4,15 +4,19 @@ What extension modules and the libraries under them allocate from the C
 allocator is traced in heapscope.NATIVE_DOMAIN, at the Python line that
 called into the library, whether the library was loaded before start() or
 after it (ctypes.CDLL, dlopen from C), linked with lazy binding, full RELRO
-or -fno-plt; frees remove the traces, realloc moves them; threads that
+or -fno-plt; frees remove the traces, realloc moves them; anonymous
+mappings are traced in whole pages, partly unmapped, moved by mremap and
+replaced by MAP_FIXED (file-backed ones are not traced); threads that
 released the GIL keep their Python line, threads Python never saw get
 `<unknown>`; stop() puts every slot back and the library keeps working.
 Python's own allocations are not seen a second time, nor a block an
 extension also reports with PyTraceMalloc_Track (numpy's array data).
 
 Real libraries: sqlite3 (the `_sqlite3` module links libsqlite3, whose own
-counter `sqlite3_memory_used()` is read through ctypes) and numpy (installed
-into the running interpreter from PyPI, as tests/test_real_libraries.py does).
+counter `sqlite3_memory_used()` is read through ctypes) and numpy's matrix
+product through OpenBLAS, which maps its work buffers at the first product
+and reuses them (numpy installed into the running interpreter from PyPI, as
+tests/test_real_libraries.py does).
 
 The fixture library is built with the system C compiler for the test. Each
 scenario runs in a fresh interpreter: which libraries are loaded, and when,
@@ -33,8 +37,10 @@ import textwrap
 import pytest
 
 _FIXTURE_C = r"""
+#define _GNU_SOURCE
 #include <dlfcn.h>
 #include <malloc.h>
+#include <sys/mman.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -57,6 +63,25 @@ void* fx_valloc(size_t n) { return valloc(n); }
 int fx_check(const unsigned char* p, size_t n) {
   for (size_t i = 0; i < n; ++i) if (p[i] != 1) return 0;
   return 1;
+}
+
+/* Anonymous and file-backed mappings. */
+void* fx_mmap(size_t n) {
+  void* p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+void* fx_mmap_fixed(void* at, size_t n) {
+  void* p = mmap(at, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+void* fx_mmap_file(int fd, size_t n) {
+  void* p = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+int fx_munmap(void* p, size_t n) { return munmap(p, n); }
+void* fx_mremap(void* p, size_t old_size, size_t new_size) {
+  void* q = mremap(p, old_size, new_size, MREMAP_MAYMOVE);
+  return q == MAP_FAILED ? NULL : q;
 }
 
 /* Reports a block as numpy does its array data (through this library's slot). */
@@ -134,11 +159,14 @@ def load(name):
     for function, args in [("fx_malloc", [S]), ("fx_calloc", [S, S]), ("fx_realloc", [P, S]),
                            ("fx_reallocarray", [P, S, S]), ("fx_posix_memalign", [S, S]),
                            ("fx_aligned_alloc", [S, S]), ("fx_memalign", [S, S]),
-                           ("fx_valloc", [S]), ("fx_dlopen_and_malloc", [ctypes.c_char_p, S])]:
+                           ("fx_valloc", [S]), ("fx_dlopen_and_malloc", [ctypes.c_char_p, S]),
+                           ("fx_mmap", [S]), ("fx_mmap_fixed", [P, S]),
+                           ("fx_mmap_file", [ctypes.c_int, S]), ("fx_mremap", [P, S, S])]:
         getattr(lib, function).restype = P
         getattr(lib, function).argtypes = args
     lib.fx_free.argtypes = [P]
     lib.fx_check.argtypes = [P, S]
+    lib.fx_munmap.argtypes = [P, S]
     lib.fx_track.argtypes = [ctypes.c_uint, P, S]
     lib.fx_untrack.argtypes = [ctypes.c_uint, P]
     lib.fx_malloc_in_native_thread.argtypes = [S, S, ctypes.POINTER(P)]
@@ -257,6 +285,59 @@ def test_each_allocator_function_traced_at_the_calling_line(fixture_libs, varian
     assert out["works_after_stop"] == 1
     assert out["traced_without_native"] == []
     assert out["native_off"] is False
+
+
+@pytest.mark.parametrize("variant", sorted(_VARIANTS))
+def test_anonymous_mappings(fixture_libs, variant, tmp_path):
+    data = tmp_path / "mapped"
+    data.write_bytes(b"x" * 100000)
+    out = _run(
+        f"""
+        import mmap, os
+        PAGE = mmap.PAGESIZE
+        lib = load({variant!r})
+        heapscope.start(1, native=True)
+        def at(address):
+            # Native traces of this script by start address: (size, line).
+            snapshot = heapscope.take_snapshot().filter_traces(
+                [heapscope.DomainFilter(True, heapscope.NATIVE_DOMAIN)])
+            return sorted((t.size, t.traceback[0].lineno) for t in snapshot.traces
+                          if t.traceback[0].filename == "<string>")
+        m = lib.fx_mmap(10 * PAGE + 1); OUT["map_line"] = line()
+        OUT["mapped"] = at(m)
+        # Unmapping a page in the middle leaves two traces, both at the map's line.
+        OUT["munmap_middle"] = lib.fx_munmap(m + 4 * PAGE, PAGE)
+        OUT["split"] = at(m)
+        # The last part grows by mremap: it keeps being traced, at that line.
+        tail = lib.fx_mremap(m + 5 * PAGE, 6 * PAGE, 20 * PAGE); OUT["mremap_line"] = line()
+        OUT["remapped"] = at(m)
+        # MAP_FIXED over the second page of the first part replaces it.
+        fixed = lib.fx_mmap_fixed(m + PAGE, PAGE); OUT["fixed_line"] = line()
+        OUT["fixed"] = at(m)
+        fd = os.open({str(data)!r}, os.O_RDONLY)
+        f = lib.fx_mmap_file(fd, 100000)
+        OUT["with_file"] = at(m)
+        lib.fx_munmap(f, 100000)
+        os.close(fd)
+        lib.fx_munmap(m, 4 * PAGE)
+        lib.fx_munmap(tail, 20 * PAGE)
+        OUT["after_munmap"] = at(m)
+        OUT["page"] = PAGE
+        heapscope.stop()
+        OUT["patched_after_stop"] = _hs._patched_slots("mmap") + _hs._patched_slots("munmap")
+        """,
+        fixture_libs,
+    )
+    page, line = out["page"], out["map_line"]
+    assert out["mapped"] == [[11 * page, line]]  # whole pages
+    assert out["munmap_middle"] == 0
+    assert out["split"] == [[4 * page, line], [6 * page, line]]
+    assert out["remapped"] == [[4 * page, line], [20 * page, out["mremap_line"]]]
+    assert out["fixed"] == sorted([[page, line], [page, out["fixed_line"]], [2 * page, line],
+                                   [20 * page, out["mremap_line"]]])
+    assert out["with_file"] == out["fixed"]  # file-backed mappings are not traced
+    assert out["after_munmap"] == []
+    assert out["patched_after_stop"] == 0
 
 
 def test_libraries_loaded_after_start(fixture_libs):
@@ -483,37 +564,42 @@ def test_numpy_matmul(fixture_libs, numpy_installed):
     out = _run(
         """
         heapscope.start(1, native=True)
-        import numpy as np
+        import numpy as np  # after start(): OpenBLAS is loaded through the dlopen wrapper
         a = np.ones((300, 300)); b = np.ones((300, 300))
-        # A first product, so that the library's one-time set-up is done.
-        a @ b
+        def native_at(lineno):
+            return sum(size for size, frames in mine() if frames[0][1] == lineno)
+        first = a @ b; OUT["first_line"] = line()
+        OUT["first_native"] = native_at(OUT["first_line"])
         heapscope.reset_peak()
         current, _ = heapscope.get_traced_memory()
+        native_before = sum(size for size, frames in native())
         c = a @ b; OUT["line"] = line()
         after, peak = heapscope.get_traced_memory()
         OUT["grew"] = after - current
         OUT["peak_above"] = peak - current
+        OUT["native_grew"] = sum(size for size, frames in native()) - native_before
+        OUT["native_at_line"] = native_at(OUT["line"])
         OUT["check"] = float(c[0, 0])
         snapshot = heapscope.take_snapshot()
         OUT["result_domains"] = sorted(
             t.domain for t in snapshot.traces
             if t.traceback[0].lineno == OUT["line"] and t.size >= 300 * 300 * 8)
-        del c
-        native_left = [t for t in mine() if t[1][0][1] == OUT["line"]]
-        OUT["native_left"] = native_left
         heapscope.stop()
         """,
         fixture_libs,
     )
     assert out["check"] == 300.0
-    # The product's data (720,000 bytes) is counted once: numpy reports it in
-    # its own domain (or domain 0 from numpy 2.5: PyMem_RawMalloc), never
-    # also in the native domain.
+    # The first product makes OpenBLAS map its work buffers (anonymous mmap,
+    # megabytes), traced at that line; it keeps them for the next products.
+    assert out["first_native"] >= 1 << 20
+    # The second product reuses them: no native byte more, none at its line.
+    assert out["native_grew"] == 0 and out["native_at_line"] == 0
+    # Its result (720,000 bytes) is counted once: numpy reports it in its own
+    # domain (or domain 0 from numpy 2.5: PyMem_RawMalloc), never also in the
+    # native domain.
     assert len(out["result_domains"]) == 1 and out["result_domains"][0] != 0x6E6174
     assert out["grew"] >= 300 * 300 * 8
     assert out["peak_above"] >= out["grew"]
-    # Nothing native the product allocated is left once it is done.
-    assert out["native_left"] == []
 
 
 _CLI_PROGRAM = r"""

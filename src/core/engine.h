@@ -160,6 +160,11 @@ class Engine {
   bool take_domain_trace(std::uint32_t domain, std::uintptr_t address,
                          TakenDomainTrace* taken) noexcept;
   void restore_domain_trace(const TakenDomainTrace& taken) noexcept;
+  // The same under the lock the caller holds; restore says whether the
+  // trace was stored.
+  bool take_domain_trace_unlocked(std::uint32_t domain, std::uintptr_t address,
+                                  TakenDomainTrace* taken) noexcept;
+  bool restore_domain_trace_unlocked(const TakenDomainTrace& taken) noexcept;
 
   // The traceback of a traced block, copied out; false when untraced.
   bool traceback_of(std::uintptr_t address, std::vector<std::uint32_t>* frames_out,

@@ -8,8 +8,13 @@
 // is a trace in kNativeDomain under the calling thread's traceback (any
 // thread, GIL or not; `<unknown>` for a thread without Python frames), of
 // the size asked for; free removes it; realloc moves it (the moved block
-// takes the current traceback). In sampled mode a block is traced when the
-// thread's byte sampler puts a sample point in it, as for Python's blocks.
+// takes the current traceback). An anonymous mapping (mmap, mmap64 with
+// MAP_ANONYMOUS) is a trace of its length in whole pages; munmap removes
+// the part it unmaps (what is left of a mapping keeps its traceback),
+// mremap moves or resizes it, a MAP_FIXED mapping replaces what it covers.
+// File-backed mappings are not traced. In sampled mode a block or mapping
+// is traced when the thread's byte sampler puts a sample point in it, as
+// for Python's blocks.
 //
 // Not diverted, so never seen twice or seen at all:
 //  - the main program and libpython: CPython's own calls to malloc are the
@@ -46,7 +51,7 @@ inline constexpr std::uint32_t kNativeDomain = 0x6E6174;
 
 // Writes the allocator hooks into `out` (room for kNativeHooks) and
 // returns how many. GIL.
-inline constexpr std::size_t kNativeHooks = 10;
+inline constexpr std::size_t kNativeHooks = 14;
 std::size_t native_hooks(core::symbol_slots::Hook* out) noexcept;
 
 // Whether the hooks record (start(native=True) until stop()). Any thread.
