@@ -176,15 +176,15 @@ def line():
     return sys._getframe(1).f_lineno
 
 def native():
-    # (address is not exposed: size, [(is this script, line)...]) per trace.
+    # (size, [(filename, line)...]) per trace; this script is "<string>".
     snapshot = heapscope.take_snapshot().filter_traces(
         [heapscope.DomainFilter(True, heapscope.NATIVE_DOMAIN)])
-    return sorted((t.size, [(f.filename == "<string>" or f.filename, f.lineno)
-                            for f in t.traceback]) for t in snapshot.traces)
+    return sorted((t.size, [(f.filename, f.lineno) for f in t.traceback])
+                  for t in snapshot.traces)
 
 def mine():
     # Native traces made by this script's lines.
-    return [t for t in native() if t[1][0][0] is True]
+    return [t for t in native() if t[1][0][0] == "<string>"]
 
 OUT = {}
 """
@@ -262,22 +262,22 @@ def test_each_allocator_function_traced_at_the_calling_line(fixture_libs, varian
     assert all(count >= 1 for count in out["patched"].values()), out["patched"]
     lines = out["lines"]
     want = sorted([
-        [1000, [[True, lines["malloc"]]]],
-        [2010, [[True, lines["calloc"]]]],
-        [3000, [[True, lines["posix_memalign"]]]],
-        [4096, [[True, lines["aligned_alloc"]]]],
-        [5000, [[True, lines["memalign"]]]],
-        [6000, [[True, lines["valloc"]]]],
+        [1000, [["<string>", lines["malloc"]]]],
+        [2010, [["<string>", lines["calloc"]]]],
+        [3000, [["<string>", lines["posix_memalign"]]]],
+        [4096, [["<string>", lines["aligned_alloc"]]]],
+        [5000, [["<string>", lines["memalign"]]]],
+        [6000, [["<string>", lines["valloc"]]]],
     ])
     assert out["allocated"] == want
     # realloc moves the trace: new size, the realloc's line, the old one gone.
-    assert out["after_realloc"] == [[100000, [[True, out["realloc_line"]]]]]
+    assert out["after_realloc"] == [[100000, [["<string>", out["realloc_line"]]]]]
     assert out["check_after_realloc"] == 1
     assert out["old_size_left"] == []
-    assert out["after_reallocarray"] == [[7000, [[True, out["reallocarray_line"]]]]]
+    assert out["after_reallocarray"] == [[7000, [["<string>", out["reallocarray_line"]]]]]
     assert out["overflow"] is None
     assert out["after_overflow"] == out["after_reallocarray"]
-    assert out["realloc_null"] == [[777, [[True, out["realloc_null_line"]]]]]
+    assert out["realloc_null"] == [[777, [["<string>", out["realloc_null_line"]]]]]
     assert out["after_free"] == []
     assert out["after_untraced_free"] == []
     assert out["native_after_stop"] is False
@@ -359,7 +359,7 @@ def test_libraries_loaded_after_start(fixture_libs):
         """,
         fixture_libs,
     )
-    assert out["traces"] == [[2222, [[True, out["line"]]]], [3333, [[True, out["from_c_line"]]]]]
+    assert out["traces"] == [[2222, [["<string>", out["line"]]]], [3333, [["<string>", out["from_c_line"]]]]]
     assert out["patched"] >= 2
     assert out["after_free"] == []
     assert out["patched_after_stop"] == 0
@@ -389,7 +389,7 @@ def test_threads_with_and_without_python_frames(fixture_libs):
         fixture_libs,
     )
     line = out["thread_line"]
-    assert out["python_threads"] == [[1111 + i, [[True, line]]] for i in range(4)]
+    assert out["python_threads"] == [[1111 + i, [["<string>", line]]] for i in range(4)]
     assert out["spawned"] == 0
     # The five blocks still held, each with CPython's unknown frame.
     assert out["native_thread"] == [[2345, [["<unknown>", 0]]]] * 5
