@@ -396,7 +396,60 @@ def test_threads_with_and_without_python_frames(fixture_libs):
     assert out["after_free"] == []
 
 
-def test_python_allocations_not_counted_twice(fixture_libs):
+def test_fork_child_keeps_tracing_native(fixture_libs):
+    out = _run(
+        """
+        import os
+        lib = load("lazy")
+        heapscope.start(1, native=True)
+        kept = lib.fx_malloc(1234)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            block = lib.fx_malloc(4321); child_line = line()
+            result = {"line": child_line, "traces": mine(), "native": heapscope.is_tracing_native()}
+            lib.fx_free(block)
+            lib.fx_free(kept)
+            result["after_free"] = mine()
+            heapscope.stop()
+            result["patched_after_stop"] = _hs._patched_slots("malloc")
+            os.write(write, json.dumps(result).encode())
+            os._exit(0)
+        os.close(write)
+        data = b""
+        while True:
+            chunk = os.read(read, 65536)
+            if not chunk: break
+            data += chunk
+        _, status = os.waitpid(pid, 0)
+        OUT["status"] = status
+        OUT["child"] = json.loads(data)
+        OUT["parent"] = mine()
+        OUT["parent_patched"] = _hs._patched_slots("malloc")
+        lib.fx_free(kept)
+        heapscope.stop()
+        """,
+        fixture_libs,
+    )
+    assert out["status"] == 0
+    child = out["child"]
+    assert child["native"] is True
+    assert sorted(size for size, _ in child["traces"]) == [1234, 4321]
+    assert [4321, [["<string>", child["line"]]]] in child["traces"]
+    assert child["after_free"] == []
+    assert child["patched_after_stop"] == 0
+    # The parent is untouched by the child's frees and stop().
+    assert [size for size, _ in out["parent"]] == [1234]
+    assert out["parent_patched"] >= 1
+
+
+@pytest.mark.parametrize("pythonmalloc", [None, "malloc"])
+def test_python_allocations_not_counted_twice(fixture_libs, pythonmalloc):
+    env = dict(os.environ)
+    env.pop("PYTHONMALLOC", None)
+    if pythonmalloc:
+        # Python's allocators are then malloc itself, called from libpython.
+        env["PYTHONMALLOC"] = pythonmalloc
     out = _run(
         """
         heapscope.start(1, native=True)
@@ -418,6 +471,7 @@ def test_python_allocations_not_counted_twice(fixture_libs):
         heapscope.stop()
         """,
         fixture_libs,
+        env=env,
     )
     assert out["domains_at_line"] == [0]
     assert out["native_big"] == []

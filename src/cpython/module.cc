@@ -104,11 +104,10 @@ NB_MODULE(_heapscope, m) {
         const bool was_tracing = hs::is_tracing();
         if (!hs::start(limit, sample_interval, native)) {
           const std::uint64_t now = hs::tracer().engine.sample_interval();
-          const std::string mode =
-              (now == 0 ? std::string("every block (exact mode)")
-                        : "a sample every " + std::to_string(now) + " bytes") +
-              (hs::native_tracing() ? ", native allocations included"
-                                    : ", native allocations not included");
+          const std::string mode = (now == 0 ? std::string("every block (exact mode)")
+                                             : "a sample every " + std::to_string(now) + " bytes") +
+                                   (hs::native_tracing() ? ", native allocations included"
+                                                         : ", native allocations not included");
           throw nb::value_error(("heapscope is already tracing " + mode +
                                  "; call stop() before starting in another mode")
                                     .c_str());

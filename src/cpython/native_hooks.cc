@@ -375,7 +375,14 @@ std::size_t native_hooks(core::symbol_slots::Hook* out) noexcept {
   return count;
 }
 
-void set_native_tracing(bool on) noexcept { g_native.store(on, std::memory_order_relaxed); }
+void set_native_tracing(bool on) noexcept {
+  g_native.store(on, std::memory_order_relaxed);
+  if (on) return;
+  // stop() drops every trace: the list of traced mappings goes with them.
+  core::Engine& engine = tracer().engine;
+  std::lock_guard lock(engine.mutex());
+  g_region_count = 0;
+}
 bool native_tracing() noexcept { return g_native.load(std::memory_order_relaxed); }
 
 }  // namespace heapscope::cpython
