@@ -344,9 +344,15 @@ bool native_hooks_wanted(const core::symbol_slots::LoadedObject& object) noexcep
   std::string_view name = object.path;
   const std::size_t slash = name.rfind('/');
   if (slash != std::string_view::npos) name.remove_prefix(slash + 1);
+  // The interpreter, the C library and the loader, heapscope's C++ runtime,
+  // and allocators and sanitizer runtimes that replace malloc for the whole
+  // process (LD_PRELOAD): their own mappings back every block, Python's
+  // included, and would be counted a second time.
   for (std::string_view excluded :
        {"libpython", "libc.so", "libc-", "ld-linux", "ld-", "ld64.so", "libpthread", "libdl",
-        "libstdc++", "libgcc_s", "linux-vdso", "linux-gate"}) {
+        "libstdc++", "libgcc_s", "linux-vdso", "linux-gate", "libjemalloc", "libtcmalloc",
+        "libmimalloc", "libhoard", "libasan", "libtsan", "liblsan", "libubsan", "libhwasan",
+        "libmemusage", "libc_malloc_debug", "vgpreload"}) {
     if (starts_with(name, excluded)) return false;
   }
   return true;

@@ -27,7 +27,11 @@
 //    back into the hook. C++ code's `new` is therefore not seen (its direct
 //    malloc calls are);
 //  - heapscope's own module (never patched: its slots are how the
-//    replacements reach the C library).
+//    replacements reach the C library);
+//  - allocators and sanitizer runtimes that replace malloc for the whole
+//    process (libjemalloc, libtcmalloc, libmimalloc, libasan, ... loaded
+//    with LD_PRELOAD): the mappings they make back every block, Python's
+//    too. Recognised by name (native_hooks_wanted).
 // A thread already inside one of heapscope's hooks passes its calls
 // straight through (an allocator hook another tool put under Python's,
 // calling malloc, is traced once, in domain 0).
