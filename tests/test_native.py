@@ -365,6 +365,32 @@ def test_libraries_loaded_after_start(fixture_libs):
     assert out["patched_after_stop"] == 0
 
 
+def test_library_unloaded_while_tracing(fixture_libs):
+    out = _run(
+        """
+        import _ctypes
+        heapscope.start(1, native=True)
+        lib = load("late")
+        block = lib.fx_malloc(5555)
+        lib.fx_free(block)
+        OUT["patched_loaded"] = _hs._patched_slots("malloc")
+        _ctypes.dlclose(lib._handle)  # its slots go with it
+        del lib
+        OUT["patched_unloaded"] = _hs._patched_slots("malloc")
+        lib = load("late")  # loaded again, maybe at another address
+        block = lib.fx_malloc(6666); OUT["line"] = line()
+        OUT["traces"] = mine()
+        lib.fx_free(block)
+        heapscope.stop()
+        OUT["patched_after_stop"] = _hs._patched_slots("malloc")
+        """,
+        fixture_libs,
+    )
+    assert out["patched_unloaded"] == out["patched_loaded"] - 1
+    assert out["traces"] == [[6666, [["<string>", out["line"]]]]]
+    assert out["patched_after_stop"] == 0
+
+
 def test_threads_with_and_without_python_frames(fixture_libs):
     out = _run(
         """
