@@ -250,6 +250,7 @@ def test_each_allocator_function_traced_at_the_calling_line(fixture_libs, varian
         OUT["works_after_stop"] = lib.fx_check(late, 4321)
         lib.fx_free(late)
         heapscope.start(1)
+        OUT["patched_without_native"] = _hs._patched_slots("malloc") + _hs._patched_slots("free")
         late = lib.fx_malloc(4321)
         OUT["traced_without_native"] = native()
         OUT["native_off"] = heapscope.is_tracing_native()
@@ -283,6 +284,8 @@ def test_each_allocator_function_traced_at_the_calling_line(fixture_libs, varian
     assert out["native_after_stop"] is False
     assert out["patched_after_stop"] == 0
     assert out["works_after_stop"] == 1
+    # Without native=True no allocator slot is rewritten at all.
+    assert out["patched_without_native"] == 0
     assert out["traced_without_native"] == []
     assert out["native_off"] is False
 
