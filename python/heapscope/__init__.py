@@ -68,7 +68,7 @@ def _get_object_traceback(*args, **kwargs):
     return _heapscope._get_object_traceback(args[0])
 
 
-def start(*args, sample_interval=None, **kwargs):
+def start(*args, sample_interval=None, native: bool = False, **kwargs) -> None:
     """Start tracing Python memory allocations, storing at most ``nframe``
     frames per traceback (1 by default).
 
@@ -78,14 +78,34 @@ def start(*args, sample_interval=None, **kwargs):
     traces a Poisson sample of the allocated bytes, one sample every BYTES
     on average, at a fraction of the cost; statistics and
     get_traced_memory() are then unbiased estimates, with confidence
-    intervals on each Statistic. Changing mode needs stop() first.
+    intervals on each Statistic.
+
+    With ``native=True`` heapscope also traces what extension modules and
+    the libraries under them allocate from the C allocator (malloc, calloc,
+    realloc, posix_memalign, ...), each block in the domain NATIVE_DOMAIN
+    under the Python traceback of the thread that allocated it (see the
+    README's "Native memory" for what is and is not seen). Changing mode
+    needs stop() first.
     """
     if kwargs:
         raise TypeError("heapscope.start() takes no keyword arguments other than "
-                        "sample_interval (got %r)" % next(iter(kwargs)))
+                        "sample_interval and native (got %r)" % next(iter(kwargs)))
     if len(args) > 1:
         raise TypeError(f"start expected at most 1 argument, got {len(args)}")
-    _heapscope.start(args[0] if args else 1, _sample_interval_from(sample_interval))
+    if not isinstance(native, bool):
+        raise TypeError('native must be a bool, not %s' % type(native).__name__)
+    _heapscope.start(args[0] if args else 1, _sample_interval_from(sample_interval), native)
+
+
+#: The domain of the traces of native allocations (start(native=True)):
+#: "nat" in ASCII, a number no known extension reports its own blocks in.
+NATIVE_DOMAIN: int = _heapscope.NATIVE_DOMAIN
+
+
+def is_tracing_native() -> bool:
+    """Whether heapscope traces and native allocations are included
+    (start(native=True))."""
+    return _heapscope.is_tracing_native()
 
 
 # Larger intervals would make the sampler's countdown overflow its 62 bits.

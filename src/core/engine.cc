@@ -144,6 +144,31 @@ void Engine::restore_trace(const TakenTrace& taken) noexcept {
   }
 }
 
+bool Engine::take_domain_trace(std::uint32_t domain, std::uintptr_t address,
+                               TakenDomainTrace* taken) noexcept {
+  std::lock_guard lock(mutex_);
+  return take_domain_trace_unlocked(domain, address, taken);
+}
+
+void Engine::restore_domain_trace(const TakenDomainTrace& taken) noexcept {
+  std::lock_guard lock(mutex_);
+  restore_domain_trace_unlocked(taken);
+}
+
+bool Engine::take_domain_trace_unlocked(std::uint32_t domain, std::uintptr_t address,
+                                        TakenDomainTrace* taken) noexcept {
+  if (!tracing() || !domain_traces_.erase(domain, address, &taken->trace)) return false;
+  memory_.current -= counted_size(taken->trace.size, sample_interval());
+  taken->generation = generation_;
+  return true;
+}
+
+bool Engine::restore_domain_trace_unlocked(const TakenDomainTrace& taken) noexcept {
+  return tracing() && taken.generation == generation_ &&
+         track_unlocked(taken.trace.domain, taken.trace.address, taken.trace.size,
+                        taken.trace.traceback);
+}
+
 MemoryCounters Engine::memory() const noexcept {
   std::lock_guard lock(mutex_);
   return memory_;

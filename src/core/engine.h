@@ -151,6 +151,20 @@ class Engine {
   };
   bool take_trace(std::uintptr_t address, TakenTrace* taken) noexcept;
   void restore_trace(const TakenTrace& taken) noexcept;
+  // The same for a block of a domain other than 0 (a native realloc takes
+  // the trace of the block it moves, and puts it back when it fails).
+  struct TakenDomainTrace {
+    DomainTraces::Trace trace;
+    std::uint64_t generation;
+  };
+  bool take_domain_trace(std::uint32_t domain, std::uintptr_t address,
+                         TakenDomainTrace* taken) noexcept;
+  void restore_domain_trace(const TakenDomainTrace& taken) noexcept;
+  // The same under the lock the caller holds; restore says whether the
+  // trace was stored.
+  bool take_domain_trace_unlocked(std::uint32_t domain, std::uintptr_t address,
+                                  TakenDomainTrace* taken) noexcept;
+  bool restore_domain_trace_unlocked(const TakenDomainTrace& taken) noexcept;
 
   // The traceback of a traced block, copied out; false when untraced.
   bool traceback_of(std::uintptr_t address, std::vector<std::uint32_t>* frames_out,

@@ -64,7 +64,7 @@ struct Hook {
   ObjectFilter wanted;
 };
 
-inline constexpr std::size_t kMaxHooks = 8;
+inline constexpr std::size_t kMaxHooks = 24;
 
 // Whether this build can patch slots (ELF64, x86-64 or aarch64).
 bool supported() noexcept;

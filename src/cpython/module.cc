@@ -12,6 +12,8 @@
 
 #include "allocator_hooks.h"
 #include "call_slots.h"
+#include "core/symbol_slots.h"
+#include "native_hooks.h"
 #include "core/allocation.h"
 #include "object_address.h"
 #include "signal_watcher.h"
@@ -81,8 +83,13 @@ NB_MODULE(_heapscope, m) {
 
   m.def(
       "start",
-      [](nb::handle nframe, std::uint64_t sample_interval) {
+      [](nb::handle nframe, std::uint64_t sample_interval, bool native) {
         const int limit = hs::nframe_from(nframe);
+        if (native && !heapscope::core::symbol_slots::supported()) {
+          throw nb::value_error(
+              "native tracing needs an ELF64 platform on x86-64 or aarch64 (it diverts the "
+              "C allocator's relocation slots), which this build is not");
+        }
         if (!hs::is_tracing() && hs::raw_hooks_exhausted() &&
             PyErr_WarnEx(PyExc_RuntimeWarning,
                          "heapscope cannot trace the RAW domain (PyMem_RawMalloc) any more in "
@@ -94,16 +101,25 @@ NB_MODULE(_heapscope, m) {
                          1) < 0) {
           throw nb::python_error();
         }
-        if (!hs::start(limit, sample_interval)) {
+        const bool was_tracing = hs::is_tracing();
+        if (!hs::start(limit, sample_interval, native)) {
           const std::uint64_t now = hs::tracer().engine.sample_interval();
-          const std::string mode = now == 0 ? std::string("every block (exact mode)")
-                                            : "a sample every " + std::to_string(now) + " bytes";
+          const std::string mode = (now == 0 ? std::string("every block (exact mode)")
+                                             : "a sample every " + std::to_string(now) + " bytes") +
+                                   (hs::native_tracing() ? ", native allocations included"
+                                                         : ", native allocations not included");
           throw nb::value_error(("heapscope is already tracing " + mode +
                                  "; call stop() before starting in another mode")
                                     .c_str());
         }
+        if (native && !was_tracing && !hs::native_tracing()) {
+          hs::stop();
+          throw std::bad_alloc();  // the slots could not be recorded: MemoryError
+        }
       },
-      nb::arg("nframe").none(), nb::arg("sample_interval") = 0);
+      nb::arg("nframe").none(), nb::arg("sample_interval") = 0, nb::arg("native") = false);
+  m.def("is_tracing_native", [] { return hs::is_tracing() && hs::native_tracing(); });
+  m.attr("NATIVE_DOMAIN") = hs::kNativeDomain;
   m.def("get_sampling_interval",
         [] { return hs::is_tracing() ? hs::tracer().engine.sample_interval() : 0; });
   m.def("_set_sampling_seed", &hs::set_sampling_seed, nb::arg("seed"),

@@ -11,6 +11,7 @@
 #include "allocator_hooks.h"
 #include "block_recorder.h"
 #include "call_slots.h"
+#include "native_hooks.h"
 #include "reference_tracer.h"
 
 namespace heapscope::cpython {
@@ -121,17 +122,21 @@ void forget_code(std::uintptr_t address) noexcept {
   if (t.resolver.forget_code_unlocked(address)) t.epoch.fetch_add(1, std::memory_order_release);
 }
 
-bool start(int nframe, std::uint64_t sample_interval) {
+bool start(int nframe, std::uint64_t sample_interval, bool native) {
   Tracer& t = tracer();
-  if (t.engine.tracing()) return t.engine.sample_interval() == sample_interval;
+  if (t.engine.tracing()) {
+    return t.engine.sample_interval() == sample_interval && native_tracing() == native;
+  }
   t.max_nframe.store(nframe, std::memory_order_relaxed);
 #if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
   note_loaded_stack_switcher();
 #endif
   install_hooks();
   install_reference_tracer();
-  // Out of memory, the calls stay CPython's: tracing goes on without them.
-  install_call_slots();
+  // Out of memory, the calls stay CPython's: tracing goes on without them
+  // (and without native tracing, which the caller reports).
+  set_native_tracing(native);
+  if (!install_call_slots(native)) set_native_tracing(false);
   std::lock_guard lock(t.engine.mutex());
   // Not tracing, so the tables are empty (stop() cleared them): the
   // interval can change without reweighting anything.
@@ -161,6 +166,7 @@ void stop() {
   if (!tracer().engine.tracing()) return;
   uninstall_hooks();
   uninstall_reference_tracer();
+  set_native_tracing(false);  // before the slots: a late caller passes through
   uninstall_call_slots();
   clear_tables(/*stop_tracing=*/true);
 }

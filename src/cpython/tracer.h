@@ -64,8 +64,11 @@ void forget_code(std::uintptr_t address) noexcept;
 // every block (sample_interval 0) or a byte sample of mean sample_interval.
 // Keeps the current traceback limit when already tracing, as CPython does;
 // returns false, changing nothing, when already tracing in the other mode
-// or at another interval.
-bool start(int nframe, std::uint64_t sample_interval);
+// or at another interval, or with native tracing (native_hooks.h) not as
+// asked. With `native`, the C allocator's slots are diverted too; when they
+// could not be (out of memory), tracing starts without them and
+// native_tracing() says so.
+bool start(int nframe, std::uint64_t sample_interval, bool native);
 // Stops recording, removes our hooks when they are on top, puts the
 // relocation slots back, and drops all traces.
 void stop();

@@ -10,6 +10,7 @@
 
 #include "allocator_hooks.h"
 #include "block_recorder.h"
+#include "native_hooks.h"
 #include "tracer.h"
 
 namespace heapscope::cpython {
@@ -29,6 +30,9 @@ GetTracebackFunction cpython_get_traceback = nullptr;
 
 int track(unsigned int domain, std::uintptr_t ptr, std::size_t size) {
   if (!is_tracing()) return cpython_track(domain, ptr, size);
+  // The extension describes this block itself: the native trace of the
+  // malloc that made it would count its bytes twice.
+  if (domain != kNativeDomain && native_tracing()) forget_tracked_block(kNativeDomain, ptr);
   int result = 0;
   if (should_trace_block(size, ptr)) {
     switch (record_tracked_block(domain, ptr, size)) {

@@ -134,6 +134,10 @@ def _add_run(commands):
     run.add_argument('--sample-interval', type=byte_count, metavar='BYTES',
                      help='sample allocations about every BYTES bytes (e.g. 512KiB) '
                           'instead of tracing each one')
+    run.add_argument('--native', action='store_true',
+                     help='trace what extension modules and the libraries under them '
+                          'allocate from the C allocator too, in the native domain '
+                          '(see the README, "Native memory")')
     run.add_argument('--trace-children', action='store_true',
                      help='trace the Python processes the program starts too, each '
                           'writing its own snapshot (needs heapscope installed with pip)')

@@ -29,7 +29,7 @@ def main(args, program):
                              sample_interval=args.sample_interval,
                              child_output=child_output, child_top=0,
                              label=_label(program), entry_file=_entry_file(),
-                             tool=program_name())
+                             tool=program_name(), native=args.native)
     programs.prepare(program)
     try:
         code = programs.compile_script(program)
@@ -41,7 +41,8 @@ def main(args, program):
     try:
         session.start()
     except RuntimeError as exc:
-        raise CliError('--sample-interval: %s' % exc) from None
+        raise CliError('%s: %s' % ('--native' if args.native else '--sample-interval',
+                                   exc)) from None
     try:
         status = programs.run(program, code)
     except programs.ProgramNotFound as exc:
@@ -66,7 +67,7 @@ def _check_writable(path):
 
 def _trace_children(args, child_output):
     os.environ.update(environment.for_children(args.nframe, child_output,
-                                                   args.sample_interval))
+                                                   args.sample_interval, args.native))
     if not _startup_hook_installed():
         sys.stderr.write('heapscope: warning: --trace-children needs heapscope installed '
                          'with pip (%s is not in site-packages): child processes will '

@@ -52,8 +52,9 @@ class TracingSession:
 
     def __init__(self, nframe, output, top, sample_interval=None,
                  child_output=None, child_top=0, label=None, entry_file=None,
-                 tool='heapscope'):
+                 tool='heapscope', native=False):
         self.nframe = nframe
+        self.native = native  # trace the C allocator too (start(native=True))
         self.output = output
         self.top = top
         self.sample_interval = sample_interval
@@ -83,14 +84,17 @@ class TracingSession:
             self._fork_hook_registered = True
         self._active = True
         try:
-            if self.sample_interval is None:
-                heapscope.start(self.nframe)
-            else:
-                heapscope.start(self.nframe, sample_interval=self.sample_interval)
+            options = {}
+            if self.sample_interval is not None:
+                options['sample_interval'] = self.sample_interval
+            if self.native:
+                options['native'] = True
+            heapscope.start(self.nframe, **options)
         except TypeError:
             self.cancel()
-            raise RuntimeError('this heapscope cannot sample (no sample_interval '
-                               'in heapscope.start)') from None
+            raise RuntimeError('this heapscope cannot %s (no %s in heapscope.start)'
+                               % (('trace native memory', 'native') if self.native else
+                                  ('sample', 'sample_interval'))) from None
         except BaseException:
             self.cancel()
             raise
