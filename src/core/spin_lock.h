@@ -31,6 +31,9 @@ class SpinLock {
   }
   bool try_lock() noexcept { return !flag_.exchange(true, std::memory_order_acquire); }
   [[gnu::always_inline]] void unlock() noexcept { flag_.store(false, std::memory_order_release); }
+  // Whether some thread holds the lock now (one lock-free load: a signal
+  // handler may ask). A hint, stale as soon as it is read.
+  bool held() const noexcept { return flag_.load(std::memory_order_relaxed); }
 
  private:
   [[gnu::noinline]] void lock_contended() noexcept {

@@ -123,13 +123,20 @@ void set_default(int signum) noexcept {
 // written, so the thread waits for that instead of running on (a program
 // that signals itself would otherwise print what it never printed
 // untraced). It does not wait where the watcher may need something it
-// holds: inside one of our hooks (the engine lock), or while the exit
-// snapshot is being written (the watcher waits for that write). Bounded,
-// in case the watcher is held up anyway (a lock this thread took outside a
-// hook): after kHandlerWait the thread goes on until the watcher is done.
+// holds: inside one of our hooks, or whenever the engine lock is held (a
+// free untraces under it without marking the thread as inside a hook, and
+// the lock does not know its holder: waiting there held the process for
+// the whole bound, 3 runs in 8 on a loaded machine), or while the exit
+// snapshot is being written (the watcher waits for that write). The thread
+// then runs on until the watcher has the lock and ends the process.
+// Bounded, in case the watcher is held up anyway (a lock this thread took
+// outside a hook): after kHandlerWait the thread goes on until the watcher
+// is done.
 constexpr int kHandlerWaitMs = 10'000;
 void hold_until_the_watcher_ends_us() noexcept {
-  if (in_untraced_region() || g_exit_write.load(std::memory_order_acquire) == kExitWriting) return;
+  if (in_untraced_region() || tracer().engine.mutex().held() ||
+      g_exit_write.load(std::memory_order_acquire) == kExitWriting)
+    return;
   for (int waited = 0; waited < kHandlerWaitMs; waited += 100) poll(nullptr, 0, 100);
 }
 
