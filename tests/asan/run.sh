@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds heapscope with AddressSanitizer + UndefinedBehaviorSanitizer into a
-# throwaway venv, then runs the threaded, fork, coexistence, sampling and
-# stack-depth tests (frame marks and the read-ahead among them) against that
-# build. Exits non-zero on any test failure and on any sanitizer report.
+# throwaway venv, then runs the threaded, fork, coexistence, sampling,
+# stack-depth (the remembered chain and its read-ahead), native-tracing and
+# relocation-slot tests against that build. Exits non-zero on any test failure and on any sanitizer report.
 #
 #   bash tests/asan/run.sh            (uses python3; PYTHON=... to override)
 #
@@ -72,7 +72,7 @@ set +e
   "$venv_python" -m pytest -p no:cacheprovider -rfE -q \
     "$repo/tests/test_threads.py" "$repo/tests/test_fork.py" "$repo/tests/test_coexistence.py" \
     "$repo/tests/test_sampling.py" "$repo/tests/test_changing_deep_stacks.py" \
-    "$repo/tests/test_stack_depth.py"
+    "$repo/tests/test_stack_depth.py" "$repo/tests/test_native.py" "$repo/tests/test_call_slots.py"
 ) 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
