@@ -21,14 +21,17 @@ namespace {
 constexpr bool kSupported = true;
 constexpr unsigned kJumpSlot = R_X86_64_JUMP_SLOT;
 constexpr unsigned kGlobDat = R_X86_64_GLOB_DAT;
+constexpr unsigned kAbsolute = R_X86_64_64;
 #elif defined(__aarch64__) && defined(__LP64__)
 constexpr bool kSupported = true;
 constexpr unsigned kJumpSlot = R_AARCH64_JUMP_SLOT;
 constexpr unsigned kGlobDat = R_AARCH64_GLOB_DAT;
+constexpr unsigned kAbsolute = R_AARCH64_ABS64;
 #else
 constexpr bool kSupported = false;
 constexpr unsigned kJumpSlot = ~0u;
 constexpr unsigned kGlobDat = ~0u;
+constexpr unsigned kAbsolute = ~0u;
 #endif
 
 // A slot naming one of the hooks' symbols, found by a scan of the loaded
@@ -45,12 +48,18 @@ struct Slot {
   bool patched;      // holds, or held, our replacement; `saved` is valid
   bool seen;         // found again by the current scan
   void* saved;       // its value before us
+  // A function pointer in the object's data (an absolute relocation, e.g.
+  // libxml2's `xmlMalloc = malloc`), not a call slot: rewritten only while
+  // it holds the function the loader put there (g_real), never a value the
+  // library stored itself (xmlMemSetup).
+  bool data;
 };
 
 // Everything below is guarded by g_lock, except g_active and the counters,
 // which the dlopen wrapper reads first without it.
 pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 Hook g_hooks[kMaxHooks + 1];  // the caller's, then dlopen's
+void* g_real[kMaxHooks + 1];  // each hook's function as the loader resolves it
 std::size_t g_hook_count = 0;
 Slot* g_slots = nullptr;  // malloc'ed: no C++ exception on any path
 std::size_t g_slot_count = 0;
@@ -169,7 +178,9 @@ bool read_relocations(const LoadedObject& object, Relocations* out) noexcept {
   return true;
 }
 
-// Calls visit(slot, name) for each JUMP_SLOT or GLOB_DAT relocation.
+// Calls visit(slot, name, data) for each JUMP_SLOT or GLOB_DAT relocation
+// (data false) and each absolute word-sized relocation with no addend, the
+// way a function's address is stored in initialised data (data true).
 template <typename Visit>
 void for_each_slot(const LoadedObject& object, Visit&& visit) noexcept {
   Relocations r;
@@ -178,12 +189,13 @@ void for_each_slot(const LoadedObject& object, Visit&& visit) noexcept {
     for (std::size_t i = 0; i < r.counts[t]; ++i) {
       const ElfW(Rela) & rel = r.tables[t][i];
       const auto type = static_cast<unsigned>(ELF64_R_TYPE(rel.r_info));
-      if (type != kJumpSlot && type != kGlobDat) continue;
+      const bool data = type == kAbsolute && rel.r_addend == 0;
+      if (type != kJumpSlot && type != kGlobDat && !data) continue;
       const auto sym = ELF64_R_SYM(rel.r_info);
       if (sym == 0) continue;
       const std::size_t name = r.symtab[sym].st_name;
       if (name == 0 || (r.strsz != 0 && name >= r.strsz)) continue;
-      visit(object.bias + rel.r_offset, r.strtab + name);
+      visit(object.bias + rel.r_offset, r.strtab + name, data);
     }
   }
 }
@@ -275,6 +287,7 @@ void patch(Slot& entry) noexcept {
   void* replacement = g_hooks[entry.hook].replacement;
   void* current = load_slot(entry);
   if (current == replacement) return;  // ours already (a fork's parent, a second scan)
+  if (entry.data && (current == nullptr || current != g_real[entry.hook])) return;
   entry.saved = current;
   entry.patched = true;
   if (store_slot(entry, replacement)) ++g_rewritten;
@@ -287,12 +300,12 @@ void restore(Slot& entry) noexcept {
   if (load_slot(entry) == g_hooks[entry.hook].replacement) store_slot(entry, entry.saved);
 }
 
-void catalogue(std::uintptr_t slot, std::size_t hook, bool relro) noexcept {
+void catalogue(std::uintptr_t slot, std::size_t hook, bool relro, bool data) noexcept {
   for (std::size_t i = 0; i < g_slot_count; ++i) {
     Slot& entry = g_slots[i];
     if (entry.slot != slot) continue;
-    if (entry.hook != hook || entry.relro != relro) {  // another object at that address
-      entry = Slot{slot, hook, relro, -1, false, true, nullptr};
+    if (entry.hook != hook || entry.relro != relro || entry.data != data) {  // another object
+      entry = Slot{slot, hook, relro, -1, false, true, nullptr, data};
     }
     entry.seen = true;
     return;
@@ -307,7 +320,7 @@ void catalogue(std::uintptr_t slot, std::size_t hook, bool relro) noexcept {
     g_slots = static_cast<Slot*>(grown);
     g_slot_capacity = capacity;
   }
-  g_slots[g_slot_count++] = Slot{slot, hook, relro, -1, false, true, nullptr};
+  g_slots[g_slot_count++] = Slot{slot, hook, relro, -1, false, true, nullptr, data};
 }
 
 // dl_iterate_phdr callback: catalogues one object's slots for the hooks.
@@ -322,10 +335,10 @@ int scan_object(dl_phdr_info* info, std::size_t, void*) {
   }
   if (!any) return 0;
   const auto page_size = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
-  for_each_slot(object, [&](std::uintptr_t slot, const char* name) {
+  for_each_slot(object, [&](std::uintptr_t slot, const char* name, bool data) {
     for (std::size_t h = 0; h < g_hook_count; ++h) {
       if (wanted[h] && std::strcmp(name, g_hooks[h].symbol) == 0) {
-        catalogue(slot, h, in_relro(object, slot, page_size));
+        catalogue(slot, h, in_relro(object, slot, page_size), data);
       }
     }
   });
@@ -430,6 +443,8 @@ long install(const Hook* hooks, std::size_t count) noexcept {
     for (std::size_t i = 0; i < count; ++i) g_hooks[i] = hooks[i];
     g_hooks[count] = Hook{"dlopen", reinterpret_cast<void*>(&dlopen_wrapper), nullptr};
     g_hook_count = count + 1;
+    // Resolved here, outside dl_iterate_phdr (which holds the loader's lock).
+    for (std::size_t i = 0; i < g_hook_count; ++i) g_real[i] = dlsym(RTLD_DEFAULT, g_hooks[i].symbol);
   }
   g_out_of_memory = false;
   g_rewritten = 0;

@@ -21,6 +21,10 @@
 //    either the old or the new function. A slot under PT_GNU_RELRO (full
 //    RELRO: read-only after relocation) has its page made writable around
 //    the store and read-only again;
+//  - also rewrites a function's address stored in the object's initialised
+//    data (an absolute relocation naming the symbol, no addend: libxml2's
+//    `xmlMalloc = malloc`), but only while it holds what the loader put
+//    there, so a pointer the library set itself (xmlMemSetup) is left alone;
 //  - replaces `dlopen` the same way, so that objects loaded later (an
 //    extension imported, ctypes.CDLL, dlopen from C) are patched as soon as
 //    the real dlopen returns.
