@@ -473,6 +473,7 @@ def test_library_unloaded_while_tracing(fixture_libs):
         """
         import _ctypes
         heapscope.start(1, native=True)
+        OUT["patched_before"] = _hs._patched_slots("malloc")
         lib = load("late")
         block = lib.fx_malloc(5555)
         lib.fx_free(block)
@@ -489,7 +490,10 @@ def test_library_unloaded_while_tracing(fixture_libs):
         """,
         fixture_libs,
     )
-    assert out["patched_unloaded"] == out["patched_loaded"] - 1
+    # The library's malloc slots (its call slot and its allocator pointer
+    # in data) come and go with it.
+    assert out["patched_loaded"] > out["patched_before"]
+    assert out["patched_unloaded"] == out["patched_before"]
     assert out["traces"] == [[6666, [["<string>", out["line"]]]]]
     assert out["patched_after_stop"] == 0
 
