@@ -34,6 +34,23 @@ void enter_untraced_region() noexcept;
 bool in_untraced_region() noexcept;
 void leave_untraced_region() noexcept;
 
+// An untraced region for the lifetime of the object; the thread's state
+// before it (maybe in a region already) comes back at its end.
+class UntracedScope {
+ public:
+  UntracedScope() noexcept : was_inside_(in_untraced_region()) {
+    if (!was_inside_) enter_untraced_region();
+  }
+  ~UntracedScope() {
+    if (!was_inside_) leave_untraced_region();
+  }
+  UntracedScope(const UntracedScope&) = delete;
+  UntracedScope& operator=(const UntracedScope&) = delete;
+
+ private:
+  bool was_inside_;
+};
+
 // Whether a block the hooks did not see (PyTraceMalloc_Track) is to be
 // traced: always in exact mode; in sampled mode when this thread's byte
 // sampler puts a sample point in it, as for an allocation.

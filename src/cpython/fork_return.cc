@@ -40,27 +40,14 @@ Scheduled g_scheduled;  // touched with the GIL held, in the main thread
 // The frame objects that PyEval_GetFrame and PyFrame_GetBack make for
 // frames that had none are heapscope's, not the program's: not traced.
 // (Frees are untraced whatever the region: nothing is left behind.)
-class Untraced {
- public:
-  Untraced() noexcept : was_(in_untraced_region()) {
-    if (!was_) enter_untraced_region();
-  }
-  ~Untraced() {
-    if (!was_) leave_untraced_region();
-  }
-  Untraced(const Untraced&) = delete;
-  Untraced& operator=(const Untraced&) = delete;
-
- private:
-  bool was_;
-};
+// Each such call runs in an UntracedScope (allocator_hooks.h).
 
 // Whether os.fork() may not have returned yet: its caller is still in the
 // instruction that called it, with deeper frames (an after-fork hook, or
 // what the hook calls) running on top. Wrong only the safe way: C code that
 // called os.fork() and runs Python before returning looks the same.
 bool may_still_be_in_fork() {
-  Untraced untraced;
+  UntracedScope untraced;
   PyFrameObject* top = PyEval_GetFrame();  // borrowed
   if (top == nullptr || top == g_scheduled.caller) return false;
   if (PyFrame_GetLasti(g_scheduled.caller) != g_scheduled.caller_lasti) return false;
@@ -113,7 +100,7 @@ bool call_after_fork_returns(void (*callback)(), bool (*due)()) {
   if (!_PyOS_IsMainThread()) return false;
   PyFrameObject* caller = nullptr;
   {
-    Untraced untraced;
+    UntracedScope untraced;
     PyFrameObject* hook = PyEval_GetFrame();  // borrowed: the hook calling us
     if (hook != nullptr) caller = PyFrame_GetBack(hook);
   }

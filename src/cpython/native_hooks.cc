@@ -25,23 +25,10 @@ namespace {
 // still reaches a hook, which must then only pass the call through.
 std::atomic<bool> g_native{false};
 
-// Marks the thread as inside a hook while a block is recorded, so that
+// The thread is in an untraced region while a block is recorded, so that
 // nothing the recording does is traced again (it allocates only through
 // heapscope's own slots, which lead to the C library; this keeps it so if
-// that ever changes). Restores what was there: the thread may have been in
-// an untraced region already.
-class Recording {
- public:
-  Recording() noexcept : was_inside_(in_untraced_region()) { enter_untraced_region(); }
-  ~Recording() {
-    if (!was_inside_) leave_untraced_region();
-  }
-  Recording(const Recording&) = delete;
-  Recording& operator=(const Recording&) = delete;
-
- private:
-  bool was_inside_;
-};
+// that ever changes). (UntracedScope, allocator_hooks.h.)
 
 [[gnu::always_inline]] inline bool watching() noexcept {
   return g_native.load(std::memory_order_relaxed) && !in_untraced_region();
@@ -63,7 +50,7 @@ class KeepErrno {
 
 [[gnu::noinline]] void note_allocated(void* block, std::size_t size) noexcept {
   KeepErrno keep;
-  Recording recording;
+  UntracedScope recording;
   const auto address = reinterpret_cast<std::uintptr_t>(block);
   if (should_trace_block(size, address)) {
     record_tracked_block(kNativeDomain, address, size);
@@ -266,7 +253,7 @@ bool unmap_unlocked(core::Engine& engine, std::uintptr_t start, std::uintptr_t e
 
 [[gnu::noinline]] void note_mapped(void* start, std::size_t length) noexcept {
   KeepErrno keep;
-  Recording recording;
+  UntracedScope recording;
   const auto address = reinterpret_cast<std::uintptr_t>(start);
   const std::uintptr_t end = end_of(start, length);
   // A mapping just made covers nothing live: whatever is traced there is
