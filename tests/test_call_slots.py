@@ -23,12 +23,13 @@ Run: python -m pytest tests/test_call_slots.py -q
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+import fixture_library
 
 _FIXTURE_C = r"""
 #include <dlfcn.h>
@@ -72,34 +73,12 @@ int fixture_track_in_native_thread(unsigned int domain, uintptr_t ptr, size_t si
 }
 """
 
-# How each variant is linked: lazy binding (JUMP_SLOT, writable .got.plt),
-# full RELRO (slots read-only after relocation), -fno-plt (GLOB_DAT slots,
-# read-only too).
-_VARIANTS = {
-    "lazy": [],
-    "relro_now": ["-Wl,-z,relro,-z,now"],
-    "noplt": ["-fno-plt", "-Wl,-z,relro,-z,now"],
-}
+_VARIANTS = fixture_library.VARIANTS
 
 
 @pytest.fixture(scope="session")
 def fixture_libs(tmp_path_factory):
-    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    if compiler is None:
-        pytest.skip("no C compiler (cc, gcc) to build the fixture library")
-    directory = tmp_path_factory.mktemp("call_slots")
-    source = directory / "fixture.c"
-    source.write_text(_FIXTURE_C)
-    libs = {}
-    for name, flags in list(_VARIANTS.items()) + [("late", []), ("late_from_c", [])]:
-        path = directory / f"libfixture_{name}.so"
-        subprocess.run(
-            [compiler, "-shared", "-fPIC", "-O1", *flags, "-o", str(path), str(source), "-ldl",
-             "-lpthread"],
-            check=True,
-        )
-        libs[name] = str(path)
-    return libs
+    return fixture_library.build(tmp_path_factory, "call_slots", _FIXTURE_C)
 
 
 _PRELUDE = r"""
@@ -571,14 +550,12 @@ long chaining_calls(void) { return calls; }
 def chaining_lib(tmp_path_factory):
     if sys.version_info < (3, 13):
         pytest.skip("PyRefTracer exists from 3.13 on")
-    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    if compiler is None:
-        pytest.skip("no C compiler (cc, gcc) to build the chaining tracer")
+    cc = fixture_library.compiler("the chaining tracer")
     directory = tmp_path_factory.mktemp("chaining")
     source = directory / "chaining.c"
     source.write_text(_CHAINING_C)
     path = directory / "libchaining.so"
-    subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(path), str(source), "-ldl"],
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(path), str(source), "-ldl"],
                    check=True)
     return str(path)
 

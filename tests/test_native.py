@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+import fixture_library
 
 _FIXTURE_C = r"""
 #define _GNU_SOURCE
@@ -141,32 +142,13 @@ int fx_malloc_in_native_thread(size_t count, size_t size, void** out) {
 }
 """
 
-_VARIANTS = {
-    "lazy": [],
-    "relro_now": ["-Wl,-z,relro,-z,now"],
-    "noplt": ["-fno-plt", "-Wl,-z,relro,-z,now"],
-}
+_VARIANTS = fixture_library.VARIANTS
 
 
 @pytest.fixture(scope="session")
 def fixture_libs(tmp_path_factory):
-    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
-    if compiler is None:
-        pytest.skip("no C compiler (cc, gcc) to build the fixture library")
-    directory = tmp_path_factory.mktemp("native")
-    source = directory / "fixture.c"
-    source.write_text(_FIXTURE_C)
-    libs = {}
-    for name, flags in list(_VARIANTS.items()) + [("late", []), ("late_from_c", [])]:
-        path = directory / f"libnative_{name}.so"
-        # -fno-builtin: the compiler must not fold a malloc/free pair away.
-        subprocess.run(
-            [compiler, "-shared", "-fPIC", "-O1", "-fno-builtin", *flags, "-o", str(path),
-             str(source), "-ldl", "-lpthread"],
-            check=True,
-        )
-        libs[name] = str(path)
-    return libs
+    # -fno-builtin: the compiler must not fold a malloc/free pair away.
+    return fixture_library.build(tmp_path_factory, "native", _FIXTURE_C, ["-fno-builtin"])
 
 
 _PRELUDE = r"""
